@@ -1,0 +1,41 @@
+# guard: two commands on a fresh machine.
+#   make run   - set up (virtualenv, dependencies, NLP model) and run guard on an example
+#   make test  - set up and run the whole test suite, then the linters
+# Every target is idempotent: re-running it does only what is missing.
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
+
+.PHONY: setup model run test lint bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[dev]"
+	rm -f $(VENV)/.installed-*
+	touch $(STAMP)
+
+setup: $(STAMP) model
+
+model: $(STAMP)
+	$(BIN)/guard models install
+
+run: setup
+	$(BIN)/guard redact --tenant acme --show-entities examples/conversation.txt
+
+test: setup
+	$(BIN)/pytest
+	$(MAKE) --no-print-directory lint
+
+lint: $(STAMP)
+	$(BIN)/ruff check guard tests bench
+	$(BIN)/ruff format --check guard tests bench
+	$(BIN)/mypy
+
+bench: setup
+	$(BIN)/python bench/detect.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,253 @@
+"""Evaluation of detection against labeled data: per-entity precision, recall, F1, F2.
+
+Scoring (the project's convention, see ../shared/data/pii/README.md):
+- a predicted span is a true positive when it overlaps a gold span of the same label;
+- a gold span is found when a prediction of its label overlaps it;
+- F2 weighs recall twice as much as precision: missing PII costs more than over-redacting;
+- "any-PII" character recall is the share of gold characters covered by any prediction,
+  whatever its label: that is what decides whether a value leaks.
+
+Predicted labels that the data set never annotates (a date in a set that labels no dates) are
+reported apart and left out of the micro average, since the set cannot say whether they are right.
+Guard's finer labels are mapped onto the data's coarser ones (a street address is a LOCATION).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from guard.errors import InvalidInputError
+
+#: guard entity type -> the label evaluation data uses for it.
+LABEL_MAP = {
+    "STREET_ADDRESS": "LOCATION",
+    "US_BANK_NUMBER": "ACCOUNT_ID",
+    "MEMBER_NUMBER": "ACCOUNT_ID",
+    "ZIP_CODE": "LOCATION",
+}
+
+
+@dataclass(frozen=True)
+class GoldRecord:
+    """One labeled text."""
+
+    id: str
+    text: str
+    spans: tuple[tuple[int, int, str], ...]
+    kind: str | None = None
+
+
+@dataclass(frozen=True)
+class Span:
+    """A predicted span, already mapped to the evaluation label set."""
+
+    start: int
+    end: int
+    label: str
+
+
+@dataclass
+class LabelScore:
+    """Counts for one label."""
+
+    predicted: int = 0
+    predicted_correct: int = 0
+    gold: int = 0
+    gold_found: int = 0
+
+    @property
+    def precision(self) -> float:
+        """Share of predictions that overlap a gold span of the same label."""
+        return self.predicted_correct / self.predicted if self.predicted else 0.0
+
+    @property
+    def recall(self) -> float:
+        """Share of gold spans overlapped by a prediction of the same label."""
+        return self.gold_found / self.gold if self.gold else 0.0
+
+    def f_beta(self, beta: float) -> float:
+        """The F-measure weighing recall ``beta`` times as much as precision."""
+        p, r = self.precision, self.recall
+        if p + r == 0:
+            return 0.0
+        b2 = beta * beta
+        return (1 + b2) * p * r / (b2 * p + r)
+
+
+@dataclass
+class EvalReport:
+    """Everything ``guard eval`` prints for one system."""
+
+    system: str
+    records: int
+    per_label: dict[str, LabelScore]
+    micro: LabelScore
+    any_pii_char_recall: float
+    unscored_predictions: Counter[str]
+    negative_records: int
+    negative_predictions: int
+    seconds: float = 0.0
+    leaks: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def texts_per_second(self) -> float:
+        """Throughput over the whole data set."""
+        return self.records / self.seconds if self.seconds else 0.0
+
+    def to_dict(self) -> dict[str, object]:
+        """A JSON-ready summary (no raw text)."""
+        return {
+            "system": self.system,
+            "records": self.records,
+            "texts_per_second": round(self.texts_per_second, 1),
+            "any_pii_char_recall": round(self.any_pii_char_recall, 4),
+            "micro": _score_dict(self.micro),
+            "per_label": {k: _score_dict(v) for k, v in sorted(self.per_label.items())},
+            "unscored_predictions": dict(self.unscored_predictions),
+            "negative_records": self.negative_records,
+            "negative_predictions": self.negative_predictions,
+        }
+
+
+def _score_dict(score: LabelScore) -> dict[str, float | int]:
+    return {
+        "precision": round(score.precision, 4),
+        "recall": round(score.recall, 4),
+        "f1": round(score.f_beta(1.0), 4),
+        "f2": round(score.f_beta(2.0), 4),
+        "gold": score.gold,
+        "predicted": score.predicted,
+    }
+
+
+def load_dataset(path: Path) -> list[GoldRecord]:
+    """Read an evaluation JSONL file, naming the line of any malformed record."""
+    records: list[GoldRecord] = []
+    try:
+        handle = path.open(encoding="utf-8")
+    except OSError as exc:
+        raise InvalidInputError(f"{path}: cannot read ({exc.strerror or type(exc).__name__})") from None
+    with handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                raw = json.loads(line)
+                text = raw["text"]
+                if not isinstance(text, str):
+                    raise TypeError
+                spans = tuple(
+                    (int(s["start"]), int(s["end"]), str(s["label"])) for s in raw.get("spans", [])
+                )
+                for start, end, _ in spans:
+                    if not 0 <= start < end <= len(text):
+                        raise ValueError
+                records.append(
+                    GoldRecord(str(raw.get("id", number)), text, spans, raw.get("kind"))
+                )
+            except (ValueError, KeyError, TypeError):
+                raise InvalidInputError(
+                    f"{path}, line {number}: not an evaluation record "
+                    '({"id", "text", "spans": [{"start", "end", "label"}]} with valid offsets)'
+                ) from None
+    return records
+
+
+def score(
+    system: str,
+    records: Sequence[GoldRecord],
+    predictions: Sequence[Iterable[Span]],
+    *,
+    seconds: float = 0.0,
+) -> EvalReport:
+    """Score predictions (one iterable per record, same order) against the gold spans."""
+    gold_labels = {label for r in records for _, _, label in r.spans}
+    per_label: dict[str, LabelScore] = defaultdict(LabelScore)
+    unscored: Counter[str] = Counter()
+    covered_chars = total_chars = 0
+    negative_records = negative_predictions = 0
+    leaks: list[tuple[str, str]] = []
+    for record, predicted in zip(records, predictions, strict=True):
+        preds = list(predicted)
+        if record.kind == "negative" or (record.kind is None and not record.spans):
+            negative_records += 1
+            negative_predictions += len(preds)
+        for start, end, label in record.spans:
+            entry = per_label[label]
+            entry.gold += 1
+            if any(p.label == label and p.start < end and start < p.end for p in preds):
+                entry.gold_found += 1
+            chars = set(range(start, end))
+            total_chars += len(chars)
+            hit = {i for p in preds for i in range(max(p.start, start), min(p.end, end))}
+            covered_chars += len(hit)
+            if not hit:
+                leaks.append((record.id, label))
+        for p in preds:
+            if p.label not in gold_labels:
+                unscored[p.label] += 1
+                continue
+            entry = per_label[p.label]
+            entry.predicted += 1
+            if any(label == p.label and p.start < e and s < p.end for s, e, label in record.spans):
+                entry.predicted_correct += 1
+    micro = LabelScore(
+        predicted=sum(s.predicted for s in per_label.values()),
+        predicted_correct=sum(s.predicted_correct for s in per_label.values()),
+        gold=sum(s.gold for s in per_label.values()),
+        gold_found=sum(s.gold_found for s in per_label.values()),
+    )
+    return EvalReport(
+        system=system,
+        records=len(records),
+        per_label=dict(per_label),
+        micro=micro,
+        any_pii_char_recall=covered_chars / total_chars if total_chars else 1.0,
+        unscored_predictions=unscored,
+        negative_records=negative_records,
+        negative_predictions=negative_predictions,
+        seconds=seconds,
+        leaks=leaks,
+    )
+
+
+def map_label(entity_type: str) -> str:
+    """The evaluation label for a guard entity type."""
+    return LABEL_MAP.get(entity_type, entity_type)
+
+
+def format_table(reports: Sequence[EvalReport]) -> str:
+    """Side-by-side text table: one row per label, one column group per system."""
+    labels = sorted({label for r in reports for label in r.per_label})
+    header = f"{'label':<20}{'gold':>6}" + "".join(
+        f" | {r.system[:22]:^22}" for r in reports
+    )
+    sub = f"{'':<20}{'':>6}" + "".join(f" | {'P':>5}{'R':>6}{'F1':>6}{'F2':>5}" for _ in reports)
+    lines = [header, sub, "-" * len(sub)]
+
+    def row(name: str, gold: int, scores: list[LabelScore]) -> str:
+        cells = "".join(
+            f" | {s.precision:5.2f}{s.recall:6.2f}{s.f_beta(1):6.2f}{s.f_beta(2):5.2f}" for s in scores
+        )
+        return f"{name:<20}{gold:>6}{cells}"
+
+    for label in labels:
+        scores = [r.per_label.get(label, LabelScore()) for r in reports]
+        gold = max(s.gold for s in scores)
+        lines.append(row(label, gold, scores))
+    lines.append("-" * len(sub))
+    lines.append(row("micro", reports[0].micro.gold, [r.micro for r in reports]))
+    lines.append("")
+    for r in reports:
+        unscored = ", ".join(f"{k} {v}" for k, v in r.unscored_predictions.most_common()) or "none"
+        lines.append(
+            f"{r.system}: any-PII character recall {r.any_pii_char_recall:.3f}, "
+            f"micro F2 {r.micro.f_beta(2):.3f}, {r.texts_per_second:.0f} texts/s "
+            f"({r.records} texts in {r.seconds:.2f} s); predictions on {r.negative_records} "
+            f"no-PII texts: {r.negative_predictions}; labels the data does not score: {unscored}"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,214 @@
+"""Street addresses, unit designators, post-office boxes and postal codes.
+
+The NER model finds cities and countries but not "777 Brockton Avenue" or "Suite 286", and
+Presidio has no street-address recognizer. These patterns cover the common shapes: a house
+number with a street name and type (US, UK, Commonwealth), a street type first with a number
+after (Romance languages: "via Mameli 149", "Rua Cruz 1615"), a compound street name with a
+number (Nordic, Germanic, Dutch: "Vesturgata 66", "Lille Vibyvej 8"), units, PO boxes and
+military addresses, and whatever follows "my address is" / "lives at" up to the end of the
+clause. Postal codes need a state, a street before them, or a context word.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from guard.detection.recognizers.base import Finding, GuardRecognizer, RegexRecognizer
+
+_STREET_TYPES = (
+    r"street|st|avenue|ave|av|road|rd|drive|dr|lane|ln|boulevard|blvd|way|court|ct|place|pl|"
+    r"terrace|ter|circle|cir|parkway|pkwy|highway|hwy|square|sq|trail|trl|crescent|cres|close|"
+    r"row|alley|plaza|loop|path|pike|route|rte|expressway|expy|freeway|fwy|gardens|gdns|grove|"
+    r"heights|hts|hill|mews|walk|park|point|pt|ridge|run|view|vista|crossing|xing|center|ctr|"
+    r"green|manor|meadow|meadows|pass|bend|creek|cove|estates|glen|harbor|hollow|island|junction|"
+    r"landing|mall|mill|orchard|shore|spring|springs|station|summit|valley|village|wharf|wynd|"
+    r"quay|rise|parade|esplanade|broadway|str"
+)
+_WORD = r"[A-Za-zÀ-ÖØ-öø-ÿ0-9][\w'’.\-]*"
+_HOUSE = r"\d{1,6}[A-Za-z]?(?:[-/]\d{1,5}[A-Za-z]?)?"
+_UNIT = (
+    r"(?:suite|ste\.?|apt\.?|apartment|unit|flat|room|rm\.?|floor|fl\.?|bldg\.?|building|"
+    r"lot|\#)\s*\#?\s*\d+[A-Za-z]?"
+)
+_US_STATES = (
+    "AL|AK|AZ|AR|CA|CO|CT|DE|FL|GA|HI|ID|IL|IN|IA|KS|KY|LA|ME|MD|MA|MI|MN|MS|MO|MT|NE|NV|NH|NJ|"
+    "NM|NY|NC|ND|OH|OK|OR|PA|RI|SC|SD|TN|TX|UT|VT|VA|WA|WV|WI|WY|DC|PR|GU|VI|AS|MP|AA|AE|AP"
+)
+_POSTAL = r"(?:\d{5}(?:-\d{4})?|\d{4}|[A-Z]{1,2}\d[A-Z\d]?\s?\d[A-Z]{2}|[A-Z]\d[A-Z]\s?\d[A-Z]\d)"
+#: ", Abington MA 2351" / ", Springfield, IL 62704" / " Calgary AB"
+_CITY_TAIL = (
+    rf"(?:,?\s+(?:{_UNIT}))?"
+    rf"(?:,?\s+(?:[A-Z][\w'’.\-]*\s+){{0,3}}?(?:[A-Z][\w'’.\-]*),?\s+(?:{_US_STATES}|[A-Z]{{2}})\b(?:\s+{_POSTAL})?)?"
+)
+
+_STREET_TYPE_LAST = re.compile(
+    rf"""\b{_HOUSE}\s+(?:(?:[NSEW]|north|south|east|west|n\.|s\.|e\.|w\.)\s+)?
+         (?:{_WORD}\s+){{0,4}}?(?:{_STREET_TYPES})\b\.?(?!\w){_CITY_TAIL}""",
+    re.VERBOSE | re.IGNORECASE,
+)
+_STREET_TYPE_FIRST = re.compile(
+    rf"""\b(?:{_HOUSE}\s+)?(?:via|viale|vicolo|corso|piazza|largo|rua|avenida|av\.|calle|camino|
+         camiño|carrer|paseo|plaza|rue|boulevard|chemin|allée|place|trg|ulica|ul\.|aleja|utca)\s+
+         (?:{_WORD}\s+){{0,5}}?\d{{1,5}}[A-Za-z]?\b""",
+    re.VERBOSE | re.IGNORECASE,
+)
+_COMPOUND_STREET = re.compile(
+    rf"""\b(?:{_HOUSE}\s+)?(?:[A-ZÀ-Þ][\w'’\-]*\s+)?[A-Za-zÀ-ÿ][\w'’\-]*
+         (?:strasse|straße|str\.|gasse|weg|laan|straat|plein|gata|gatan|gade|vej|vägen|veien|
+         väg|vei|tie|katu|utca|út|steenweg|dreef|kade|gracht|allee|ring|damm|platz|torget|
+         stræde|stræti|braut|vegur)
+         \s+\d{{1,5}}[A-Za-z]?\b""",
+    re.VERBOSE | re.IGNORECASE,
+)
+_UNIT_ALONE = re.compile(rf"\b{_UNIT}\b", re.IGNORECASE)
+_PO_BOX = re.compile(
+    r"""\b(?:p\.?\s?o\.?\s*box|post\s+office\s+box|(?:psc|unit|cmr)\s+\d{3,5},?\s*box)\s+\d{1,6}\b
+      |\b(?:apo|fpo|dpo)\s+(?:aa|ae|ap)\s+\d{5}\b
+      |\b(?:uss|usns|usnv|uscgc)\s+[A-Z][\w'’\-]+(?=\s*(?:\n|,)\s*[afd]po\b)""",
+    re.VERBOSE | re.IGNORECASE,
+)
+#: Whatever follows an address introduction, up to the end of the clause.
+_INTRODUCED_ADDRESS = re.compile(
+    r"""\b(?:address(?:\s+is|\s+was|\s+will\s+be)?|lives?\s+at|living\s+at|located\s+at|moved\s+to
+         |(?:ship|send|deliver|mail)(?:ped|ed)?\s+(?:it\s+|them\s+)?to|reside[sd]?\s+at|resides\s+at)
+         \s*[:\-]?\s*(?P<value>[^\n.;!?]*\d[^\n;!?]*?)(?=[.;!?]\s|[.;!?]?$|\n)""",
+    re.VERBOSE | re.IGNORECASE,
+)
+_ZIP_WITH_CONTEXT = re.compile(
+    r"\b(?:zip|postal|post)\s*(?:code)?\s*(?:is|was|:)?\s*(?P<value>\d{5}(?:-\d{4})?|\d{4})\b"
+    r"|\bpostcode\s*(?:is|was|:)?\s*(?P<uk>[A-Z]{1,2}\d[A-Z\d]?\s?\d[A-Z]{2})\b",
+    re.IGNORECASE,
+)
+_STATE_ZIP = re.compile(rf"\b(?:{_US_STATES})\s+(?P<value>\d{{5}}(?:-\d{{4}})?)\b")
+_UK_POSTCODE = re.compile(r"\b[A-Z]{1,2}\d[A-Z\d]?\s\d[A-Z]{2}\b")
+
+
+class StreetAddressRecognizer(GuardRecognizer):
+    """STREET_ADDRESS: streets with numbers, units, PO boxes, introduced addresses."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            entity="STREET_ADDRESS",
+            name="GuardStreetAddressRecognizer",
+            context=("address", "street", "live", "lives", "ship", "deliver", "mail", "moved"),
+            precheck=lambda text: any(ch.isdigit() for ch in text),
+        )
+
+    def find(self, text: str) -> Iterable[Finding]:
+        """Every address-shaped span, then the block around it (city, region, country lines)."""
+        base: list[Finding] = []
+        for pattern, score in (
+            (_STREET_TYPE_LAST, 0.7),
+            (_STREET_TYPE_FIRST, 0.6),
+            (_COMPOUND_STREET, 0.6),
+            (_PO_BOX, 0.7),
+            (_UNIT_ALONE, 0.5),
+        ):
+            for match in pattern.finditer(text):
+                start, end = _strip_span(text, *match.span())
+                if end > start:
+                    base.append((start, end, score))
+        for match in _INTRODUCED_ADDRESS.finditer(text):
+            start, end = _strip_span(text, *match.span("value"))
+            lead = _LEADING_FILLER.match(text, start, end)
+            if lead is not None:
+                start = lead.end()
+            if end - start >= 4:  # noqa: PLR2004
+                base.append((start, end, 0.65))
+        yield from base
+        for start, end, _ in base:
+            block = _extend_block(text, start, end)
+            if block != (start, end):
+                yield block[0], block[1], self.BLOCK_SCORE
+
+    #: Above the NER's 0.85: inside an anchored address block, a "name" is a street's name.
+    BLOCK_SCORE = 0.9
+
+
+def _strip_span(text: str, start: int, end: int) -> tuple[int, int]:
+    while end > start and text[end - 1] in ",.;: \t\n":
+        end -= 1
+    return start, end
+
+
+_LEADING_FILLER = re.compile(r"(?:(?:with|to|is|as|at|of|the|new|my|our|here|now)\s+)+", re.IGNORECASE)
+_LINE_MARKERS = " \t>?*•|-"
+_PARTICLES = r"(?:de|di|del|della|da|do|dos|la|le|van|von|der|den|du|nad|upon|on|am|im|sur|en|y|e)"
+_TAIL_TOKEN = re.compile(
+    rf"""(?:,?[ \t]+|,)(?:{_UNIT}|{_POSTAL}|(?:{_US_STATES})\b|nan\b|{_PARTICLES}\b
+        |[A-ZÀ-Þ][\w'’.\-]*)""",
+    re.VERBOSE,
+)
+_HOUSE_BEFORE = re.compile(r"(?:^|(?<=\s))\d{1,5}[A-Za-z]?(?:[ \t]+[\w'’.\-]+){1,4}[ \t]+$")
+_MAX_BLOCK_LINES = 4
+
+
+def _address_line(line: str) -> bool:
+    """A short line that can continue an address block: city, region, country and code."""
+    content = line.strip(_LINE_MARKERS + ",")
+    if not content or len(content) > 60 or any(ch in content for ch in "@:?!"):  # noqa: PLR2004
+        return False
+    if sum(ch.isdigit() for ch in content) > 6 or len(content.split()) > 6:  # noqa: PLR2004
+        return False
+    return any(ch.isalnum() for ch in content)
+
+
+def _extend_block(text: str, start: int, end: int) -> tuple[int, int]:
+    """Grow an address span over its house number, the rest of its line and following lines."""
+    line_start = text.rfind("\n", 0, start) + 1
+    before = _HOUSE_BEFORE.search(text, line_start, start)
+    if before is not None:
+        start = before.start()
+    # same line: units, capitalised place names, particles, state codes, postal codes
+    position = end
+    for _ in range(10):
+        match = _TAIL_TOKEN.match(text, position)
+        if match is None:
+            break
+        position = match.end()
+    end = position
+    # following lines, while the current line ends with the span
+    line_end = text.find("\n", end)
+    lines = 0
+    while line_end != -1 and not text[end:line_end].strip(" \t,") and lines < _MAX_BLOCK_LINES:
+        next_end = text.find("\n", line_end + 1)
+        line = text[line_end + 1 : next_end if next_end != -1 else len(text)]
+        if not _address_line(line):
+            break
+        content_end = line_end + 1 + len(line.rstrip(" \t,."))
+        end = content_end
+        line_end = next_end
+        lines += 1
+    # the line before, when the span starts a line and that line looks like a street line
+    if not text[line_start:start].strip(_LINE_MARKERS) and line_start > 0:
+        previous_start = text.rfind("\n", 0, line_start - 1) + 1
+        previous = text[previous_start : line_start - 1]
+        content = previous.lstrip(_LINE_MARKERS)
+        if _address_line(previous) and content[:1].isdigit():
+            start = previous_start + (len(previous) - len(content))
+    return start, end
+
+
+class ZipCodeRecognizer(GuardRecognizer):
+    """ZIP_CODE: postal codes after a state code or a context word; UK postcodes."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            entity="ZIP_CODE",
+            name="GuardZipCodeRecognizer",
+            context=("zip", "postal", "postcode"),
+            precheck=lambda text: any(ch.isdigit() for ch in text),
+        )
+
+    def find(self, text: str) -> Iterable[Finding]:
+        """Postal codes with enough around them to be sure."""
+        for match in _ZIP_WITH_CONTEXT.finditer(text):
+            group = "value" if match.group("value") else "uk"
+            yield *match.span(group), 0.7
+        for match in _STATE_ZIP.finditer(text):
+            yield *match.span("value"), 0.6
+        for match in _UK_POSTCODE.finditer(text):
+            yield *match.span(), 0.5
+
+

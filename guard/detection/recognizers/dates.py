@@ -1,0 +1,72 @@
+"""Dates written out in words ("December 5, 1983", "5th of Dec 1983", "Dec. 5").
+
+Numeric dates are Presidio's DateRecognizer's. spaCy's DATE entities are not used at all:
+they include "today" and "the end of the month", which identify nobody.
+"""
+
+from __future__ import annotations
+
+import re
+
+from guard.detection.recognizers.base import RegexRecognizer
+
+_MONTH = (
+    r"(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|"
+    r"sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)\.?"
+)
+_DAY = r"(?:[12]\d|3[01]|0?[1-9])(?:st|nd|rd|th)?"
+_YEAR = r"(?:1[89]\d\d|2[01]\d\d)"
+
+_WRITTEN_DATE = re.compile(
+    rf"""\b(?:
+        {_MONTH}\s+{_DAY}(?:,?\s+{_YEAR})?          # December 5, 1983 / Dec 5th
+      | {_DAY}\s+(?:of\s+)?{_MONTH},?\s+{_YEAR}     # 5 December 1983 / 5th of Dec, 1983
+      | {_DAY}\s+(?:of\s+)?{_MONTH}(?=\W|$)          # 5 December
+      | {_MONTH}\s+{_YEAR}                           # December 1983
+    )(?![\w])""",
+    re.VERBOSE | re.IGNORECASE,
+)
+
+
+class WrittenDateRecognizer(RegexRecognizer):
+    """DATE_TIME: month names with a day and/or a year."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            entity="DATE_TIME",
+            name="GuardWrittenDateRecognizer",
+            pattern=_WRITTEN_DATE,
+            score=0.6,
+            context=("born", "birthday", "birth", "dob", "date"),
+            precheck=_has_month_and_digit,
+        )
+
+
+_MONTH_STEMS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
+
+
+def _has_month_and_digit(text: str) -> bool:
+    if not any(ch.isdigit() for ch in text):
+        return False
+    low = text.lower()
+    return any(stem in low for stem in _MONTH_STEMS)
+
+
+_DATE_AND_TIME = re.compile(
+    r"""\b(?:\d{4}-\d{2}-\d{2}|\d{1,2}[/.\-]\d{1,2}[/.\-]\d{2,4})(?:,?[ T]|\s+at\s+)
+         \d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:\s*[ap]\.?m\.?)?(?:Z|[+\-]\d{2}:?\d{2})?(?!\w)""",
+    re.VERBOSE | re.IGNORECASE,
+)
+
+
+class DateTimeRecognizer(RegexRecognizer):
+    """DATE_TIME: a numeric date with a time of day ("1993-01-04 14:56:41")."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            entity="DATE_TIME",
+            name="GuardDateTimeRecognizer",
+            pattern=_DATE_AND_TIME,
+            score=0.85,
+            precheck=lambda text: ":" in text,
+        )

@@ -1,0 +1,102 @@
+"""Phone numbers in the shapes people type them, in any country's grouping.
+
+Presidio's phone recognizer (libphonenumber with a few regions) misses many international
+groupings and tags bare order numbers as phones. Here a phone is a run of 7 to 15 digits
+written the way phones are written: with a ``+``/``00`` prefix, parentheses, or separators
+between groups, optionally an extension. A bare digit run (no separators) is only a weak
+candidate that needs a context word such as "phone" or "call" to be reported.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from guard.detection.recognizers.base import Finding, GuardRecognizer, digit_count_at_least
+
+_PHONE = re.compile(
+    r"""
+    (?<![\w+@./\-])                 # not glued to a word, an email, a path or a longer number
+    (?P<number>
+      (?:\+|\b00)?\s?               # international prefix
+      \(?\d{1,5}\)?                 # first group, maybe in parentheses
+      (?:[ .\-/]{0,2}\(?\d{1,5}\)?){1,6}  # more groups with at most two separator chars
+    )
+    (?P<ext>\s*(?:x|ext\.?|extension|\#)\s*\d{1,6})?
+    (?![\w@]|[.\-/:]\d)             # not followed by more of a word, number or time
+    """,
+    re.VERBOSE | re.IGNORECASE,
+)
+_DATE_LIKE = re.compile(r"^\d{1,4}[./\-]\d{1,2}[./\-]\d{1,4}$")
+_SSN_LIKE = re.compile(r"^\d{3}-\d{2}-\d{4}$")
+_IP_LIKE = re.compile(r"^\d{1,3}(?:\.\d{1,3}){3}$")
+_TIME_LIKE = re.compile(r"^\d{1,2}:\d{2}")
+
+PHONE_CONTEXT = (
+    "phone",
+    "telephone",
+    "tel",
+    "mobile",
+    "cell",
+    "call",
+    "text",
+    "sms",
+    "whatsapp",
+    "fax",
+    "landline",
+    "reach",
+    "contact",
+    "number",
+    "ph",
+)
+
+
+def _luhn_ok(digits: str) -> bool:
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = int(ch)
+        if i % 2:
+            d = d * 2 - 9 if d > 4 else d * 2  # noqa: PLR2004 - Luhn doubling
+        total += d
+    return total % 10 == 0
+
+
+class PhoneNumberRecognizer(GuardRecognizer):
+    """PHONE_NUMBER: formatted phone numbers strongly, bare digit runs weakly."""
+
+    FORMATTED_SCORE = 0.7
+    BARE_SCORE = 0.3
+
+    def __init__(self) -> None:
+        super().__init__(
+            entity="PHONE_NUMBER",
+            name="GuardPhoneRecognizer",
+            context=PHONE_CONTEXT,
+            precheck=digit_count_at_least(7),
+        )
+
+    def find(self, text: str) -> Iterable[Finding]:
+        """Phone-shaped digit runs that are not dates, SSNs, IPs or card numbers."""
+        for match in _PHONE.finditer(text):
+            number = match.group("number").strip()
+            start = match.start("number") + (len(match.group("number")) - len(match.group("number").lstrip()))
+            end = match.end("ext") if match.group("ext") else match.end("number")
+            # trailing separators are not part of the number
+            while end > start and not text[end - 1].isalnum() and text[end - 1] != ")":
+                end -= 1
+            digits = "".join(ch for ch in number if ch.isdigit())
+            if not 7 <= len(digits) <= 15:  # noqa: PLR2004 - E.164 allows at most 15 digits
+                continue
+            if _DATE_LIKE.match(number) or _SSN_LIKE.match(number) or _IP_LIKE.match(number):
+                continue
+            if _TIME_LIKE.match(number):
+                continue
+            if number.count("(") != number.count(")"):
+                # a stray parenthesis belongs to the sentence, not the number
+                if number.startswith("("):
+                    start += 1
+                number = number.strip("()")
+            formatted = bool(match.group("ext")) or any(ch in number for ch in "+()-. /")
+            if len(digits) >= 13 and _luhn_ok(digits) and not number.startswith("+"):  # noqa: PLR2004
+                continue  # a payment card, left to the card recognizer
+            yield start, end, self.FORMATTED_SCORE if formatted else self.BARE_SCORE

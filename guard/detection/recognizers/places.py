@@ -1,0 +1,115 @@
+"""Country names, and IBANs however they are cased.
+
+Countries are a closed list, so a gazetteer finds them where the NER model does not (on a line
+of their own in an address block, in lower case). Names that are also common words or first
+names ("Chad", "Jordan", "Turkey", "China") count only when capitalised.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from guard.detection.recognizers.base import Finding, GuardRecognizer, digit_count_at_least
+
+COUNTRIES = """
+Afghanistan|Albania|Algeria|Andorra|Angola|Antigua and Barbuda|Argentina|Armenia|Australia|
+Austria|Azerbaijan|Bahamas|Bahrain|Bangladesh|Barbados|Belarus|Belgium|Belize|Benin|Bhutan|
+Bolivia|Bosnia and Herzegovina|Botswana|Brazil|Brunei|Brunei Darussalam|Bulgaria|Burkina Faso|
+Burundi|Cabo Verde|Cape Verde|Cambodia|Cameroon|Canada|Central African Republic|Chad|Chile|China|
+Colombia|Comoros|Congo|Democratic Republic of the Congo|Republic of the Congo|Costa Rica|
+Cote d'Ivoire|Côte d'Ivoire|Ivory Coast|Croatia|Cuba|Cyprus|Czechia|Czech Republic|Denmark|
+Djibouti|Dominica|Dominican Republic|Ecuador|Egypt|El Salvador|Equatorial Guinea|Eritrea|Estonia|
+Eswatini|Swaziland|Ethiopia|Fiji|Finland|France|Gabon|Gambia|Georgia|Germany|Ghana|Greece|Grenada|
+Guatemala|Guinea|Guinea-Bissau|Guyana|Haiti|Honduras|Hungary|Iceland|India|Indonesia|Iran|Iraq|
+Ireland|Israel|Italy|Jamaica|Japan|Jordan|Kazakhstan|Kenya|Kiribati|Kosovo|Kuwait|Kyrgyzstan|Laos|
+Latvia|Lebanon|Lesotho|Liberia|Libya|Liechtenstein|Lithuania|Luxembourg|Madagascar|Malawi|
+Malaysia|Maldives|Mali|Malta|Marshall Islands|Mauritania|Mauritius|Mexico|Micronesia|Moldova|
+Monaco|Mongolia|Montenegro|Morocco|Mozambique|Myanmar|Burma|Namibia|Nauru|Nepal|Netherlands|
+New Zealand|Nicaragua|Niger|Nigeria|North Korea|South Korea|Korea|North Macedonia|Macedonia|
+Norway|Oman|Pakistan|Palau|Palestine|Panama|Papua New Guinea|Paraguay|Peru|Philippines|Poland|
+Portugal|Qatar|Romania|Russia|Russian Federation|Rwanda|Saint Kitts and Nevis|Saint Lucia|
+Saint Vincent and the Grenadines|Samoa|San Marino|Sao Tome and Principe|Saudi Arabia|Senegal|
+Serbia|Seychelles|Sierra Leone|Singapore|Slovakia|Slovenia|Solomon Islands|Somalia|South Africa|
+South Sudan|Spain|Sri Lanka|Sudan|Suriname|Sweden|Switzerland|Syria|Taiwan|Tajikistan|Tanzania|
+Thailand|Timor-Leste|East Timor|Togo|Tonga|Trinidad and Tobago|Tunisia|Turkey|Türkiye|
+Turkmenistan|Tuvalu|Uganda|Ukraine|United Arab Emirates|United Kingdom|Great Britain|England|
+Scotland|Wales|Northern Ireland|United States|United States of America|Uruguay|Uzbekistan|
+Vanuatu|Vatican City|Holy See|Venezuela|Vietnam|Viet Nam|Yemen|Zambia|Zimbabwe|Greenland|
+Puerto Rico|Guam|Hong Kong|Macau|Macao|Faroe Islands|Bermuda|Gibraltar|Aruba|Curaçao|
+Cayman Islands|British Virgin Islands|Isle of Man|Jersey|Guernsey|Western Sahara|Reunion|Réunion|
+Martinique|Guadeloupe|French Guiana|French Polynesia|New Caledonia|Svalbard|Norfolk Island|
+Christmas Island|Cook Islands|Niue|Tokelau|Pitcairn Islands|Falkland Islands|Saint Helena|
+Anguilla|Montserrat|Turks and Caicos Islands|American Samoa|Northern Mariana Islands|
+Wallis and Futuna|Mayotte|Saint Barthelemy|Saint Martin|Sint Maarten|Bonaire|Heard Island|
+Bouvet Island|Antarctica|Slovak Republic|Kyrgyz Republic|Lao People's Democratic Republic|
+Libyan Arab Jamahiriya|Syrian Arab Republic|Holland
+"""
+#: Country names that are also words or first names: matched only when capitalised.
+_AMBIGUOUS = frozenset(
+    "chad jordan georgia turkey china guinea niger mali chile togo panama jersey wales "
+    "england oman cuba peru jamaica india holland reunion bonaire montserrat".split()
+)
+
+_NAMES = sorted(
+    (n.strip() for n in COUNTRIES.replace("\n", "").split("|") if n.strip()), key=len, reverse=True
+)
+_ANY_CASE = re.compile(
+    r"(?<![\w\-])(?:"
+    + "|".join(re.escape(n) for n in _NAMES if n.lower() not in _AMBIGUOUS)
+    + r")(?![\w\-])",
+    re.IGNORECASE,
+)
+_CAPITALISED = re.compile(
+    r"(?<![\w\-])(?:" + "|".join(re.escape(n) for n in _NAMES) + r")(?![\w\-])"
+)
+
+
+class CountryRecognizer(GuardRecognizer):
+    """LOCATION: country and territory names."""
+
+    SCORE = 0.7
+
+    def __init__(self) -> None:
+        super().__init__(entity="LOCATION", name="GuardCountryRecognizer")
+
+    def find(self, text: str) -> Iterable[Finding]:
+        """Every country name, by a case-insensitive and a capitalised pass."""
+        seen: set[tuple[int, int]] = set()
+        for pattern in (_CAPITALISED, _ANY_CASE):
+            for match in pattern.finditer(text):
+                if match.span() not in seen:
+                    seen.add(match.span())
+                    yield match.start(), match.end(), self.SCORE
+
+
+_IBAN = re.compile(r"\b[A-Za-z]{2}\d{2}(?:[ ]?[A-Za-z0-9]{4}){2,7}(?:[ ]?[A-Za-z0-9]{1,4})?\b")
+
+
+def _iban_ok(value: str) -> bool:
+    compact = value.replace(" ", "").upper()
+    if not 15 <= len(compact) <= 34:  # noqa: PLR2004 - IBAN lengths
+        return False
+    rearranged = compact[4:] + compact[:4]
+    digits = "".join(str(int(ch, 36)) for ch in rearranged)
+    return int(digits) % 97 == 1  # noqa: PLR2004 - ISO 7064 mod 97-10
+
+
+class AnyCaseIbanRecognizer(GuardRecognizer):
+    """IBAN_CODE: check-digit-valid IBANs in any case ("gb48awjv..."), grouped or not."""
+
+    SCORE = 1.0
+
+    def __init__(self) -> None:
+        super().__init__(
+            entity="IBAN_CODE",
+            name="GuardIbanRecognizer",
+            context=("iban", "bank", "account"),
+            precheck=digit_count_at_least(10),
+        )
+
+    def find(self, text: str) -> Iterable[Finding]:
+        """IBAN-shaped runs that pass the mod-97 check."""
+        for match in _IBAN.finditer(text):
+            if _iban_ok(match.group()):
+                yield match.start(), match.end(), self.SCORE

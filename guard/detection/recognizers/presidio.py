@@ -1,0 +1,78 @@
+"""Presidio's own pattern recognizers that guard keeps, each behind a cheap pre-check.
+
+A recognizer whose pre-check fails is skipped without running its regexes: an email
+recognizer on text without "@", an IBAN recognizer on text with fewer than 15 digits.
+The email recognizer validates domains against tldextract's bundled public-suffix snapshot,
+never the network (Presidio's default asks the network on first use).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import tldextract
+from presidio_analyzer import EntityRecognizer
+from presidio_analyzer.predefined_recognizers import (
+    CryptoRecognizer,
+    DateRecognizer,
+    EmailRecognizer,
+    IbanRecognizer,
+    IpRecognizer,
+    MacAddressRecognizer,
+    UrlRecognizer,
+    UsBankRecognizer,
+    UsItinRecognizer,
+    UsLicenseRecognizer,
+    UsPassportRecognizer,
+    UsSsnRecognizer,
+)
+
+from guard.detection.recognizers.base import contains_any, digit_count_at_least
+
+#: Offline public-suffix lookups: no fetch, no cache directory, the snapshot shipped in the wheel.
+OFFLINE_TLD_EXTRACT = tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None)
+
+
+class OfflineEmailRecognizer(EmailRecognizer):  # type: ignore[misc] # Presidio is untyped
+    """Presidio's email recognizer with an offline public-suffix check."""
+
+    def validate_result(self, pattern_text: str) -> bool:
+        """A domain with a known public suffix."""
+        return bool(OFFLINE_TLD_EXTRACT(pattern_text).fqdn)
+
+
+def _prechecked(recognizer: EntityRecognizer, precheck: Callable[[str], bool]) -> EntityRecognizer:
+    """Wrap ``recognizer.analyze`` so that it returns nothing when ``precheck`` fails."""
+    analyze = recognizer.analyze
+
+    def guarded(text: str, entities: list[str], *args: Any, **kwargs: Any) -> list[Any]:  # noqa: ANN401
+        if not precheck(text):
+            return []
+        result: list[Any] = analyze(text, entities, *args, **kwargs)
+        return result
+
+    recognizer.analyze = guarded
+    return recognizer
+
+
+def _has_digit(text: str) -> bool:
+    return any(ch.isdigit() for ch in text)
+
+
+def presidio_recognizers() -> list[EntityRecognizer]:
+    """The Presidio recognizers guard runs, each with its pre-check."""
+    return [
+        _prechecked(OfflineEmailRecognizer(), contains_any("@")),
+        _prechecked(IbanRecognizer(), digit_count_at_least(10)),
+        _prechecked(IpRecognizer(), lambda t: "." in t or ":" in t),
+        _prechecked(UrlRecognizer(), lambda t: "." in t),
+        _prechecked(CryptoRecognizer(), digit_count_at_least(5)),
+        _prechecked(MacAddressRecognizer(), lambda t: ":" in t or "-" in t or "." in t),
+        _prechecked(DateRecognizer(), digit_count_at_least(4)),
+        _prechecked(UsSsnRecognizer(), digit_count_at_least(9)),
+        _prechecked(UsItinRecognizer(), digit_count_at_least(9)),
+        _prechecked(UsPassportRecognizer(), digit_count_at_least(8)),
+        _prechecked(UsLicenseRecognizer(), digit_count_at_least(6)),
+        _prechecked(UsBankRecognizer(), digit_count_at_least(8)),
+    ]

@@ -1,0 +1,110 @@
+"""Table-driven recognizer tests: what each finds, and the near-misses it must leave alone."""
+
+from __future__ import annotations
+
+import pytest
+
+from guard.detection.engine import Detector
+
+
+def found(detector: Detector, text: str, tenant: str | None = None) -> set[tuple[str, str]]:
+    return {(text[e.start : e.end], e.entity_type) for e in detector.analyze(text, tenant=tenant)}
+
+
+HITS = [
+    # phones in many groupings
+    ("call me on (845) 450-5693 please", "(845) 450-5693", "PHONE_NUMBER"),
+    ("my mobile is +44 20 7946 0958", "+44 20 7946 0958", "PHONE_NUMBER"),
+    ("Phone: 02.27.96.63.08", "02.27.96.63.08", "PHONE_NUMBER"),
+    ("fax 001-748-088-2851x818 ok", "001-748-088-2851x818", "PHONE_NUMBER"),
+    ("text me at 212 555 0147", "212 555 0147", "PHONE_NUMBER"),
+    # cards of every length
+    ("amex 345389698201044 expires soon", "345389698201044", "CREDIT_CARD"),
+    ("card 4929-3813-3266-4295", "4929-3813-3266-4295", "CREDIT_CARD"),
+    ("diners 3056 9309 0259 04", "3056 9309 0259 04", "CREDIT_CARD"),
+    # dates written out, date-times
+    ("I was born on December 5, 1983.", "December 5, 1983", "DATE_TIME"),
+    ("dob 5th of March 1990", "5th of March 1990", "DATE_TIME"),
+    ("When: 1993-01-04 14:56:41", "1993-01-04 14:56:41", "DATE_TIME"),
+    # addresses and postal codes
+    ("My new address is 777 Brockton Avenue, Abington MA 2351", "777 Brockton Avenue, Abington MA 2351", "STREET_ADDRESS"),
+    ("send it to PO Box 101.", "PO Box 101", "STREET_ADDRESS"),
+    ("my zip code is 35649", "35649", "ZIP_CODE"),
+    # names in chat style
+    ("my name is joseph banter", "joseph banter", "PERSON"),
+    ("Thanks David, have a great day.", "David", "PERSON"),
+    ("Okay, Mr. Banter, I can see your account now", "Banter", "PERSON"),
+    ("Rodriguez Domingo", "Rodriguez Domingo", "PERSON"),
+    # secrets
+    ("my password is Tr0ub4dor&3", "Tr0ub4dor&3", "PASSWORD"),
+    ("I have generated a new password for you: 6qwgznj4c07", "6qwgznj4c07", "PASSWORD"),
+    ("my pin is 4821", "4821", "PIN"),
+    ("my mother's maiden name is Smithers.", "Smithers", "SECURITY_ANSWER"),
+    ("key sk-proj-abcdefghijklmnopqrstuvwxyz123456 leaked", "sk-proj-abcdefghijklmnopqrstuvwxyz123456", "API_KEY"),
+    ("AKIAIOSFODNN7EXAMPLE is my access key", "AKIAIOSFODNN7EXAMPLE", "API_KEY"),
+    ("api key: 9f8A7b6C5d4E3f2G1h0J", "9f8A7b6C5d4E3f2G1h0J", "API_KEY"),
+    # Presidio's recognizers guard keeps
+    ("mail me at jane.doe@example.com", "jane.doe@example.com", "EMAIL_ADDRESS"),
+    ("my iban is gb48awjv07221741105646", "gb48awjv07221741105646", "IBAN_CODE"),
+    ("ssn 284-89-3485", "284-89-3485", "US_SSN"),
+    ("from 192.168.0.12", "192.168.0.12", "IP_ADDRESS"),
+    # organisation-specific identifiers from policies/recognizers.yaml
+    ("Order ID: 0598261718", "0598261718", "ORDER_ID"),
+    ("Account ID: Z9YPVZDFVY", "Z9YPVZDFVY", "ACCOUNT_ID"),
+    ("Username: rdomingo602", "rdomingo602", "USERNAME"),
+    ("member MBR-12345678", "MBR-12345678", "MEMBER_NUMBER"),
+    # countries in lower case
+    ("she moved here from bosnia and herzegovina", "bosnia and herzegovina", "LOCATION"),
+]
+
+
+@pytest.mark.parametrize(("text", "value", "entity"), HITS)
+def test_when_pii_is_present_then_it_is_found_with_its_type(
+    detector: Detector, text: str, value: str, entity: str
+) -> None:
+    assert (value, entity) in found(detector, text)
+
+
+NEAR_MISSES = [
+    # a Luhn-invalid 16-digit run is not a card
+    ("ref 4929-3813-3266-4296", "CREDIT_CARD"),
+    # a bare ten-digit order id is an order id, not a phone
+    ("my order id is 0929208660", "PHONE_NUMBER"),
+    # dates and times are not phones
+    ("When: 1970-11-23 02:26:26", "PHONE_NUMBER"),
+    # "password is not working" has no password in it
+    ("my password is not working", "PASSWORD"),
+    # the NER's relative dates identify nobody
+    ("you will receive benefits until the end of the current month", "DATE_TIME"),
+    # "Hi there" addresses no one
+    ("Hi There, how can I help?", "PERSON"),
+    # a short number is not a phone
+    ("I bought 3 items for $1234", "PHONE_NUMBER"),
+    # a card number is not also a bank number or a phone
+    ("card 4929-3813-3266-4295", "US_BANK_NUMBER"),
+    ("card 4929381332664295", "PHONE_NUMBER"),
+    # an email's domain is not a separate URL
+    ("write to rdomingo602@email.com", "URL"),
+]
+
+
+@pytest.mark.parametrize(("text", "entity"), NEAR_MISSES)
+def test_when_text_only_looks_like_pii_then_that_type_is_not_reported(
+    detector: Detector, text: str, entity: str
+) -> None:
+    assert entity not in {kind for _, kind in found(detector, text)}
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Okay.",
+        "Let me take a look.",
+        "No problem, was there anything else you needed help with today?",
+        "When you cancel, you will receive membership benefits until the end of the current month.",
+        "I really want those boots",
+        "Thanks! Have a great day",
+    ],
+)
+def test_when_a_message_has_no_pii_then_nothing_is_found(detector: Detector, text: str) -> None:
+    assert detector.analyze(text) == []
