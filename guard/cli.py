@@ -7,13 +7,13 @@ place once it is complete.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
@@ -25,6 +25,8 @@ from guard.errors import GuardError, InputTooLargeError, InvalidInputError
 from guard.logging import configure_logging
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from guard.detection.engine import Detector
 
 #: Exit codes: 1 bad input or policy, 2 usage (click's own), 3 environment (model missing).
@@ -84,7 +86,9 @@ def models_install(settings: Settings, force: bool) -> None:
     name = settings.nlp_model if settings.nlp_model in PINNED_MODELS else DEFAULT_MODEL
     path = install_pinned_model(settings, name=name, force=force)
     pinned = PINNED_MODELS[name]
-    click.echo(f"{name} {pinned.version} installed at {path} (sha256 {pinned.sha256[:12]}… verified)")
+    click.echo(
+        f"{name} {pinned.version} installed at {path} (sha256 {pinned.sha256[:12]}… verified)"
+    )
 
 
 @models.command("status")
@@ -122,7 +126,9 @@ def _read_text_input(source: str) -> str:
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise InvalidInputError(f"{name}: not UTF-8 text (invalid byte at offset {exc.start})") from None
+        raise InvalidInputError(
+            f"{name}: not UTF-8 text (invalid byte at offset {exc.start})"
+        ) from None
 
 
 @main.command()
@@ -136,27 +142,68 @@ def _read_text_input(source: str) -> str:
 )
 @click.option("--tenant", default="default", show_default=True, help="Tenant (keys, allow-lists).")
 @click.option("--scope", default="", help="Pseudonym scope, e.g. a conversation id.")
+@click.option(
+    "--json", "as_json", is_flag=True, help="FILE is a JSON document: redact its strings."
+)
 @click.option("--show-entities", is_flag=True, help="Also list what was found (types, offsets).")
 @click.pass_obj
 def redact(
-    settings: Settings, source: str, channel: str, tenant: str, scope: str, show_entities: bool
+    settings: Settings,
+    source: str,
+    channel: str,
+    tenant: str,
+    scope: str,
+    as_json: bool,
+    show_entities: bool,
 ) -> None:
     """Redact PII in FILE (or standard input) and print the result."""
-    from guard.redaction.service import Redactor  # noqa: PLC0415
+    from guard.redaction import Redactor  # noqa: PLC0415
 
     text = _read_text_input(source)
     _check_size(settings, text, "input")
     redactor = Redactor(settings=settings)
     detector = _detector(settings)
+    if as_json:
+        try:
+            document = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise InvalidInputError(
+                f"{source}: invalid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})"
+            ) from None
+        redacted, json_items = redactor.redact_json(
+            document,
+            lambda texts: list(detector.analyze_batch(texts, tenant=tenant)),
+            channel=channel,
+            tenant=tenant,
+            scope=scope,
+        )
+        click.echo(json.dumps(redacted, ensure_ascii=False, indent=2))
+        if show_entities:
+            for json_item in json_items:
+                click.echo(f"  {json.dumps(json_item.to_dict())}", err=True)
+        return
     entities = detector.analyze(text, tenant=tenant)
     result = redactor.redact_text(text, entities, channel=channel, tenant=tenant, scope=scope)
     click.echo(result.text, nl=not result.text.endswith("\n"))
     if show_entities:
-        for entity in entities:
+        for item in result.items:
             click.echo(
-                f"  {entity.entity_type:<18} {entity.start:>6}-{entity.end:<6} score {entity.score:.2f}",
+                f"  {item.entity_type:<18} {item.start:>6}-{item.end:<6} {item.operator}",
                 err=True,
             )
+
+
+@main.command()
+@click.argument("source", default="-", metavar="[FILE]")
+@click.option("--tenant", default="default", show_default=True, help="Tenant whose key made them.")
+@click.pass_obj
+def reveal(settings: Settings, source: str, tenant: str) -> None:
+    """Turn reversible tokens in FILE (or standard input) back into their values."""
+    from guard.redaction import Redactor  # noqa: PLC0415
+
+    text = _read_text_input(source)
+    _check_size(settings, text, "input")
+    click.echo(Redactor(settings=settings).reveal_text(text, tenant=tenant), nl=False)
 
 
 def _check_size(settings: Settings, text: str, where: str) -> None:
@@ -191,61 +238,83 @@ def _atomic_output(path: Path) -> Iterator[IO[str]]:
 def read_jsonl_records(path: Path, settings: Settings) -> list[tuple[object, str]]:
     """Read and validate every ``{"id", "text"}`` line before any work is done."""
     records: list[tuple[object, str]] = []
-    limit = settings.max_text_bytes
     try:
         handle = path.open("rb")
     except OSError as exc:
-        raise InvalidInputError(f"{path}: cannot read ({exc.strerror or type(exc).__name__})") from None
+        raise InvalidInputError(
+            f"{path}: cannot read ({exc.strerror or type(exc).__name__})"
+        ) from None
     with handle:
         for number, raw in enumerate(handle, start=1):
-            where = f"{path}, line {number}"
-            if len(raw) > limit + 1024:
-                raise InputTooLargeError(
-                    f"{where}: line of {len(raw)} bytes is over the limit of {limit} bytes "
-                    "(GUARD_MAX_TEXT_BYTES)"
-                )
-            if b"\x00" in raw:
-                raise InvalidInputError(f"{where}: binary data (NUL bytes), not a JSON line")
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError:
-                raise InvalidInputError(f"{where}: not UTF-8 text") from None
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InvalidInputError(f"{where}: invalid JSON ({exc.msg} at column {exc.colno})") from None
-            if not isinstance(record, dict):
-                raise InvalidInputError(f'{where}: expected an object {{"id", "text"}}')
-            if "id" not in record:
-                raise InvalidInputError(f'{where}: missing field "id"')
-            if "text" not in record:
-                raise InvalidInputError(f'{where}: missing field "text"')
-            if not isinstance(record["text"], str):
-                raise InvalidInputError(f'{where}: field "text" must be a string')
-            if not isinstance(record["id"], str | int) or isinstance(record["id"], bool):
-                raise InvalidInputError(f'{where}: field "id" must be a string or an integer')
-            if len(record["text"].encode("utf-8")) > limit:
-                raise InputTooLargeError(
-                    f'{where}: field "text" is over the limit of {limit} bytes (GUARD_MAX_TEXT_BYTES)'
-                )
-            records.append((record["id"], record["text"]))
+            record = _parse_detect_line(raw, f"{path}, line {number}", settings.max_text_bytes)
+            if record is not None:
+                records.append(record)
     return records
+
+
+def _decode_line(raw: bytes, where: str, limit: int) -> str:
+    """The line as text, refusing oversized, binary and non-UTF-8 lines."""
+    if len(raw) > limit + 1024:
+        raise InputTooLargeError(
+            f"{where}: line of {len(raw)} bytes is over the limit of {limit} bytes "
+            "(GUARD_MAX_TEXT_BYTES)"
+        )
+    if b"\x00" in raw:
+        raise InvalidInputError(f"{where}: binary data (NUL bytes), not a JSON line")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidInputError(f"{where}: not UTF-8 text") from None
+
+
+def _parse_detect_line(raw: bytes, where: str, limit: int) -> tuple[object, str] | None:
+    """One validated (id, text) pair, None for a blank line; errors name the line only."""
+    line = _decode_line(raw, where, limit)
+    if not line.strip():
+        return None
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise InvalidInputError(
+            f"{where}: invalid JSON ({exc.msg} at column {exc.colno})"
+        ) from None
+    if not isinstance(record, dict):
+        raise InvalidInputError(f'{where}: expected an object {{"id", "text"}}')
+    for field in ("id", "text"):
+        if field not in record:
+            raise InvalidInputError(f'{where}: missing field "{field}"')
+    text, record_id = record["text"], record["id"]
+    if not isinstance(text, str):
+        raise InvalidInputError(f'{where}: field "text" must be a string')
+    if not isinstance(record_id, str | int) or isinstance(record_id, bool):
+        raise InvalidInputError(f'{where}: field "id" must be a string or an integer')
+    if len(text.encode("utf-8")) > limit:
+        raise InputTooLargeError(
+            f'{where}: field "text" is over the limit of {limit} bytes (GUARD_MAX_TEXT_BYTES)'
+        )
+    return record_id, text
 
 
 @main.command()
 @click.option(
-    "--input", "input_path", required=True, type=click.Path(path_type=Path, dir_okay=False),
+    "--input",
+    "input_path",
+    required=True,
+    type=click.Path(path_type=Path, dir_okay=False),
     help='JSONL file of {"id", "text"} lines.',
 )
 @click.option(
-    "--output", "output_path", required=True, type=click.Path(path_type=Path, dir_okay=False),
+    "--output",
+    "output_path",
+    required=True,
+    type=click.Path(path_type=Path, dir_okay=False),
     help='JSONL file to write {"id", "entities"} lines to (no raw values).',
 )
 @click.option("--tenant", default=None, help="Apply this tenant's allow/deny lists.")
 @click.option("--batch-size", default=64, show_default=True, type=click.IntRange(1, 4096))
-@click.option("--progress/--no-progress", default=None, help="Progress bar (default: on a terminal).")
+@click.option(
+    "--progress/--no-progress", default=None, help="Progress bar (default: on a terminal)."
+)
 @click.pass_obj
 def detect(
     settings: Settings,
@@ -262,10 +331,11 @@ def detect(
     show = show and len(records) >= PROGRESS_MIN_LINES if progress is None else show
     started = time.perf_counter()
     with _atomic_output(output_path) as out:
-        results = detector.analyze_batch((t for _, t in records), tenant=tenant, batch_size=batch_size)
-        with click.progressbar(
-            length=len(records), label="detecting", file=sys.stderr if show else open(os.devnull, "w")  # noqa: PTH123, SIM115 - a sink for the bar
-        ) as bar:
+        results = detector.analyze_batch(
+            (t for _, t in records), tenant=tenant, batch_size=batch_size
+        )
+        sink = sys.stderr if show else io.StringIO()
+        with click.progressbar(length=len(records), label="detecting", file=sink) as bar:
             for (record_id, _), entities in zip(records, results, strict=True):
                 out.write(
                     json.dumps(
@@ -277,8 +347,8 @@ def detect(
                 bar.update(1)
     elapsed = time.perf_counter() - started
     click.echo(
-        f"{len(records)} texts in {elapsed:.2f} s ({len(records) / elapsed if elapsed else 0:.0f}/s) "
-        f"-> {output_path}",
+        f"{len(records)} texts in {elapsed:.2f} s "
+        f"({len(records) / elapsed if elapsed else 0:.0f}/s) -> {output_path}",
         err=True,
     )
 
@@ -288,14 +358,22 @@ def detect(
 
 @main.command("eval")
 @click.argument("dataset", type=click.Path(path_type=Path, dir_okay=False))
-@click.option("--baseline", type=click.Choice(["presidio"]), default=None,
-              help="Also score vanilla Presidio in the same run.")
+@click.option(
+    "--baseline",
+    type=click.Choice(["presidio"]),
+    default=None,
+    help="Also score vanilla Presidio in the same run.",
+)
 @click.option("--tenant", default=None, help="Apply this tenant's allow/deny lists to guard.")
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
 @click.option("--show-leaks", is_flag=True, help="List gold spans guard missed (ids and labels).")
 @click.pass_obj
 def evaluate(
-    settings: Settings, dataset: Path, baseline: str | None, tenant: str | None, as_json: bool,
+    settings: Settings,
+    dataset: Path,
+    baseline: str | None,
+    tenant: str | None,
+    as_json: bool,
     show_leaks: bool,
 ) -> None:
     """Score detection on a labeled JSONL set: precision, recall, F1, F2, any-PII recall."""
@@ -322,8 +400,12 @@ def evaluate(
     started = time.perf_counter()
     guard_predictions = list(detector.analyze_batch(texts, tenant=tenant))
     reports = [
-        score("guard", records, [as_spans(p) for p in guard_predictions],  # type: ignore[arg-type]
-              seconds=time.perf_counter() - started)
+        score(
+            "guard",
+            records,
+            [as_spans(p) for p in guard_predictions],  # type: ignore[arg-type]
+            seconds=time.perf_counter() - started,
+        )
     ]
     if baseline == "presidio":
         from guard.detection.baseline import VanillaPresidio  # noqa: PLC0415
@@ -332,11 +414,19 @@ def evaluate(
         started = time.perf_counter()
         predictions = list(vanilla.analyze_batch(texts))
         reports.append(
-            score("presidio (vanilla)", records, [as_spans(p) for p in predictions],  # type: ignore[arg-type]
-                  seconds=time.perf_counter() - started)
+            score(
+                "presidio (vanilla)",
+                records,
+                [as_spans(p) for p in predictions],  # type: ignore[arg-type]
+                seconds=time.perf_counter() - started,
+            )
         )
     if as_json:
-        click.echo(json.dumps({"dataset": str(dataset), "systems": [r.to_dict() for r in reports]}, indent=2))
+        click.echo(
+            json.dumps(
+                {"dataset": str(dataset), "systems": [r.to_dict() for r in reports]}, indent=2
+            )
+        )
     else:
         click.echo(f"{dataset} ({len(records)} texts)")
         click.echo(format_table(reports))
@@ -344,9 +434,10 @@ def evaluate(
             g, v = reports
             speed = g.texts_per_second / v.texts_per_second if v.texts_per_second else 0.0
             click.echo(
-                f"guard vs vanilla Presidio: micro F2 {g.micro.f_beta(2):.3f} vs {v.micro.f_beta(2):.3f}, "
-                f"any-PII character recall {g.any_pii_char_recall:.3f} vs {v.any_pii_char_recall:.3f}, "
-                f"speed x{speed:.1f}"
+                "guard vs vanilla Presidio: "
+                f"micro F2 {g.micro.f_beta(2):.3f} vs {v.micro.f_beta(2):.3f}, "
+                f"any-PII character recall {g.any_pii_char_recall:.3f} "
+                f"vs {v.any_pii_char_recall:.3f}, speed x{speed:.1f}"
             )
     if show_leaks:
         for record_id, label in reports[0].leaks:

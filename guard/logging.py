@@ -9,24 +9,27 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from guard.config import Settings
+if TYPE_CHECKING:
+    from structlog.typing import EventDict, WrappedLogger
+
+    from guard.config import Settings
 
 #: Event keys that could carry customer text; they are dropped, whatever logged them.
 PAYLOAD_KEYS = frozenset({"text", "texts", "value", "values", "payload", "body", "document"})
 
 
-def drop_raw_text(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:  # noqa: ANN401 - structlog's processor signature
+def drop_raw_text(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
     """Remove payload-carrying keys from a log event."""
     for key in PAYLOAD_KEYS.intersection(event_dict):
         event_dict[key] = "[removed]"
     return event_dict
 
 
-def exception_type_only(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:  # noqa: ANN401 - structlog's processor signature
+def exception_type_only(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
     """Replace ``exc_info`` by the exception's type: messages and traces can quote input."""
     exc_info = event_dict.pop("exc_info", None)
     if exc_info:

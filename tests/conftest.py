@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from guard.config import PROJECT_ROOT, Settings
 from guard.detection.engine import Detector
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
 
 DATA_DIR = PROJECT_ROOT.parent / "shared" / "data" / "pii"
 

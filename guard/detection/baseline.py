@@ -9,17 +9,21 @@ bundled snapshot instead of the network, so that the comparison runs offline.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING
 
 from presidio_analyzer import AnalyzerEngine
 from presidio_analyzer.nlp_engine import SpacyNlpEngine
 from presidio_analyzer.predefined_recognizers.generic import email_recognizer
 
-from guard.config import Settings
 from guard.detection.entities import Candidate, DetectedEntity, resolve_overlaps
 from guard.detection.model import model_status
 from guard.detection.recognizers.presidio import OFFLINE_TLD_EXTRACT
 from guard.errors import ModelNotAvailableError
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator
+
+    from guard.config import Settings
 
 
 class _OfflineTldextract:
@@ -35,7 +39,7 @@ class VanillaPresidio:
         status = model_status(settings)
         if not status.installed:
             raise ModelNotAvailableError(f"NLP model {status.name!r}: {status.detail}")
-        email_recognizer.tldextract = _OfflineTldextract  # type: ignore[assignment]
+        email_recognizer.tldextract = _OfflineTldextract  # type: ignore[attr-defined,assignment]
         model_name = str(status.path) if status.path is not None else status.name
         engine = SpacyNlpEngine(models=[{"lang_code": "en", "model_name": model_name}])
         with warnings.catch_warnings():

@@ -9,14 +9,16 @@ deny-list (values always redacted). Both are validated on load; an error names t
 from __future__ import annotations
 
 import re
-from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from guard.detection.recognizers.base import RegexRecognizer
 from guard.errors import PolicyError
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 ENTITY_NAME = r"^[A-Z][A-Z0-9_]{1,63}$"
 
@@ -97,7 +99,7 @@ class TenantLists(BaseModel):
         return [e if isinstance(e, DenyEntry) else DenyEntry(value=e) for e in self.deny]
 
     def merged(self, other: TenantLists) -> TenantLists:
-        """This list with ``other``'s entries added (defaults + tenant)."""
+        """A new list: these entries and ``other``'s (defaults + tenant)."""
         return TenantLists(allow=[*self.allow, *other.allow], deny=[*self.deny, *other.deny])
 
 
@@ -108,8 +110,8 @@ class TenantsFile(BaseModel):
 
     version: int = Field(ge=1, le=1)
     default: TenantLists = Field(default_factory=TenantLists)
-    tenants: dict[Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_\-]{0,63}$")], TenantLists] = Field(
-        default_factory=dict
+    tenants: dict[Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_\-]{0,63}$")], TenantLists] = (
+        Field(default_factory=dict)
     )
 
     def lists_for(self, tenant: str | None) -> TenantLists:

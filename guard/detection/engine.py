@@ -15,16 +15,15 @@ deny-listed values added; offsets only, never the values.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING
 
 from presidio_analyzer import AnalyzerEngine, RecognizerRegistry, RecognizerResult
-from presidio_analyzer.context_aware_enhancers import LemmaContextAwareEnhancer
 from presidio_analyzer.predefined_recognizers import SpacyRecognizer
 
 from guard.config import Settings, get_settings
+from guard.detection.context import ContextBooster
 from guard.detection.custom import (
     TenantLists,
     TenantsFile,
@@ -52,7 +51,10 @@ from guard.detection.recognizers.secrets import (
 from guard.errors import InputTooLargeError, InvalidInputError
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator, Sequence
+
     from presidio_analyzer import EntityRecognizer
+    from presidio_analyzer.nlp_engine import NlpArtifacts
     from spacy.language import Language
 
 LANGUAGE = "en"
@@ -60,7 +62,7 @@ DEFAULT_SCORE_THRESHOLD = 0.4
 
 
 def guard_recognizers() -> list[EntityRecognizer]:
-    """guard's own recognizers (custom YAML ones are added by the detector)."""
+    """Guard's own recognizers (custom YAML ones are added by the detector)."""
     return [
         PhoneNumberRecognizer(),
         PaymentCardRecognizer(),
@@ -102,7 +104,9 @@ class Detector:
         if recognizers is None:
             custom = build_custom_recognizers(load_recognizers_file(policies / "recognizers.yaml"))
             recognizers = [*presidio_recognizers(), *guard_recognizers(), *custom]
-        self.tenants = tenants if tenants is not None else load_tenants_file(policies / "tenants.yaml")
+        self.tenants = (
+            tenants if tenants is not None else load_tenants_file(policies / "tenants.yaml")
+        )
         self.score_threshold = score_threshold
         self.nlp_engine = GuardNlpEngine(nlp if nlp is not None else load_pipeline(self.settings))
         registry = RecognizerRegistry(supported_languages=[LANGUAGE])
@@ -114,12 +118,6 @@ class Detector:
             registry=registry,
             nlp_engine=self.nlp_engine,
             supported_languages=[LANGUAGE],
-            context_aware_enhancer=LemmaContextAwareEnhancer(
-                context_similarity_factor=0.35,
-                min_score_with_context_similarity=0.4,
-                context_prefix_count=5,
-                context_suffix_count=0,
-            ),
             default_score_threshold=0.0,
         )
         self._entities = self.analyzer.get_supported_entities(LANGUAGE)
@@ -127,6 +125,7 @@ class Detector:
             language=LANGUAGE, all_fields=True
         )
         self._lists_cache: dict[str | None, _CompiledLists] = {}
+        self._context = ContextBooster(self._recognizers)
 
     @cached_property
     def supported_entities(self) -> list[str]:
@@ -163,16 +162,14 @@ class Detector:
             )
         return text
 
-    def _run_recognizers(self, text: str, artifacts: object) -> list[RecognizerResult]:
+    def _run_recognizers(self, text: str, artifacts: NlpArtifacts) -> list[RecognizerResult]:
         results: list[RecognizerResult] = []
         for recognizer in self._recognizers:
             found = recognizer.analyze(text=text, entities=self._entities, nlp_artifacts=artifacts)
             if found:
                 results.extend(found)
         if results:
-            results = self.analyzer._enhance_using_context(  # noqa: SLF001 - Presidio's own step
-                text, results, artifacts, self._recognizers, None
-            )
+            self._context.boost(text, results)
         return results
 
     def _finish(

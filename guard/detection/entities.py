@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -76,32 +79,42 @@ def resolve_overlaps(
     taken: list[tuple[int, int]] = []
     kept: list[DetectedEntity] = []
     for cand in ordered:
-        pieces = [(cand.start, cand.end)]
-        for t_start, t_end in taken:
-            next_pieces = []
-            for p_start, p_end in pieces:
-                if t_end <= p_start or p_end <= t_start:
-                    next_pieces.append((p_start, p_end))
+        for p_start, p_end in _uncovered(cand.start, cand.end, taken):
+            start, end = p_start, p_end
+            if (start, end) != (cand.start, cand.end):
+                start, end = _trim_to_alnum(text, start, end)
+                if sum(ch.isalnum() for ch in text[start:end]) < min_piece:
                     continue
-                if p_start < t_start:
-                    next_pieces.append((p_start, t_start))
-                if t_end < p_end:
-                    next_pieces.append((t_end, p_end))
-            pieces = next_pieces
-            if not pieces:
-                break
-        for piece_start, piece_end in pieces:
-            p_start, p_end = piece_start, piece_end
-            if (p_start, p_end) != (cand.start, cand.end):
-                while p_start < p_end and not text[p_start].isalnum():
-                    p_start += 1
-                while p_end > p_start and not text[p_end - 1].isalnum():
-                    p_end -= 1
-                if sum(ch.isalnum() for ch in text[p_start:p_end]) < min_piece:
-                    continue
-            kept.append(DetectedEntity(p_start, p_end, cand.entity_type, cand.score))
-            taken.append((p_start, p_end))
+            kept.append(DetectedEntity(start, end, cand.entity_type, cand.score))
+            taken.append((start, end))
     return _merge_adjacent(sorted(kept), text)
+
+
+def _uncovered(start: int, end: int, taken: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The parts of [start, end) that no taken region covers."""
+    pieces = [(start, end)]
+    for t_start, t_end in taken:
+        next_pieces = []
+        for p_start, p_end in pieces:
+            if t_end <= p_start or p_end <= t_start:
+                next_pieces.append((p_start, p_end))
+                continue
+            if p_start < t_start:
+                next_pieces.append((p_start, t_start))
+            if t_end < p_end:
+                next_pieces.append((t_end, p_end))
+        pieces = next_pieces
+        if not pieces:
+            break
+    return pieces
+
+
+def _trim_to_alnum(text: str, start: int, end: int) -> tuple[int, int]:
+    while start < end and not text[start].isalnum():
+        start += 1
+    while end > start and not text[end - 1].isalnum():
+        end -= 1
+    return start, end
 
 
 #: Types that make up one postal address when they stand next to each other.
@@ -120,10 +133,10 @@ def _merge_adjacent(entities: list[DetectedEntity], text: str) -> list[DetectedE
             last = merged[-1]
             gap = text[last.end : entity.start]
             same = last.entity_type == entity.entity_type
-            address = (
-                {last.entity_type, entity.entity_type} <= _ADDRESS_PARTS
-                and "STREET_ADDRESS" in (last.entity_type, entity.entity_type)
-            )
+            address = {
+                last.entity_type,
+                entity.entity_type,
+            } <= _ADDRESS_PARTS and "STREET_ADDRESS" in (last.entity_type, entity.entity_type)
             if (same or address) and not gap.strip(" \t\n\r,"):
                 kind = "STREET_ADDRESS" if address else last.entity_type
                 merged[-1] = DetectedEntity(

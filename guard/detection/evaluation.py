@@ -16,11 +16,14 @@ from __future__ import annotations
 
 import json
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from guard.errors import InvalidInputError
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
+    from pathlib import Path
 
 #: guard entity type -> the label evaluation data uses for it.
 LABEL_MAP = {
@@ -130,31 +133,36 @@ def load_dataset(path: Path) -> list[GoldRecord]:
     try:
         handle = path.open(encoding="utf-8")
     except OSError as exc:
-        raise InvalidInputError(f"{path}: cannot read ({exc.strerror or type(exc).__name__})") from None
+        raise InvalidInputError(
+            f"{path}: cannot read ({exc.strerror or type(exc).__name__})"
+        ) from None
     with handle:
         for number, line in enumerate(handle, start=1):
             if not line.strip():
                 continue
-            try:
-                raw = json.loads(line)
-                text = raw["text"]
-                if not isinstance(text, str):
-                    raise TypeError
-                spans = tuple(
-                    (int(s["start"]), int(s["end"]), str(s["label"])) for s in raw.get("spans", [])
-                )
-                for start, end, _ in spans:
-                    if not 0 <= start < end <= len(text):
-                        raise ValueError
-                records.append(
-                    GoldRecord(str(raw.get("id", number)), text, spans, raw.get("kind"))
-                )
-            except (ValueError, KeyError, TypeError):
+            record = _parse_record(line, number)
+            if record is None:
                 raise InvalidInputError(
                     f"{path}, line {number}: not an evaluation record "
                     '({"id", "text", "spans": [{"start", "end", "label"}]} with valid offsets)'
-                ) from None
+                )
+            records.append(record)
     return records
+
+
+def _parse_record(line: str, number: int) -> GoldRecord | None:
+    """One evaluation record, or None when the line is not one."""
+    try:
+        raw = json.loads(line)
+        text = raw["text"]
+        spans = tuple(
+            (int(s["start"]), int(s["end"]), str(s["label"])) for s in raw.get("spans", [])
+        )
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
+    if not isinstance(text, str) or not all(0 <= s < e <= len(text) for s, e, _ in spans):
+        return None
+    return GoldRecord(str(raw.get("id", number)), text, spans, raw.get("kind"))
 
 
 def score(
@@ -223,15 +231,14 @@ def map_label(entity_type: str) -> str:
 def format_table(reports: Sequence[EvalReport]) -> str:
     """Side-by-side text table: one row per label, one column group per system."""
     labels = sorted({label for r in reports for label in r.per_label})
-    header = f"{'label':<20}{'gold':>6}" + "".join(
-        f" | {r.system[:22]:^22}" for r in reports
-    )
+    header = f"{'label':<20}{'gold':>6}" + "".join(f" | {r.system[:22]:^22}" for r in reports)
     sub = f"{'':<20}{'':>6}" + "".join(f" | {'P':>5}{'R':>6}{'F1':>6}{'F2':>5}" for _ in reports)
     lines = [header, sub, "-" * len(sub)]
 
     def row(name: str, gold: int, scores: list[LabelScore]) -> str:
         cells = "".join(
-            f" | {s.precision:5.2f}{s.recall:6.2f}{s.f_beta(1):6.2f}{s.f_beta(2):5.2f}" for s in scores
+            f" | {s.precision:5.2f}{s.recall:6.2f}{s.f_beta(1):6.2f}{s.f_beta(2):5.2f}"
+            for s in scores
         )
         return f"{name:<20}{gold:>6}{cells}"
 

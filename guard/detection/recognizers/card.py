@@ -7,10 +7,13 @@ and 19-digit cards slip through. A Luhn-invalid run is not reported as a card.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from guard.detection.recognizers.base import Finding, GuardRecognizer, digit_count_at_least
 from guard.detection.recognizers.phone import _luhn_ok
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
 
 _CARD = re.compile(r"(?<![\w\-.])\d(?:[ \-]?\d){12,18}(?![\w\-]|\.\d)")
 

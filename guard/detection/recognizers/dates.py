@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from guard.detection.recognizers.base import RegexRecognizer
+from guard.detection.recognizers.base import RegexRecognizer, digit_count
 
 _MONTH = (
     r"(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|"
@@ -46,7 +46,7 @@ _MONTH_STEMS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "
 
 
 def _has_month_and_digit(text: str) -> bool:
-    if not any(ch.isdigit() for ch in text):
+    if not digit_count(text):
         return False
     low = text.lower()
     return any(stem in low for stem in _MONTH_STEMS)

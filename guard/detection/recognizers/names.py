@@ -8,21 +8,26 @@ the phrases that introduce or address a person and report the name after them.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from spacy.lang.en.stop_words import STOP_WORDS
 
 from guard.detection.recognizers.base import Finding, GuardRecognizer
 
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
 #: Capitalised words that follow "Hi" or "Thanks" without being names.
 _NOT_NAMES = frozenset(STOP_WORDS) | frozenset(
-    """again all there guys team everyone everybody folks sir madam maam ma'am friend friends
-    so much lot lots for you very good great morning afternoon evening day night dear okay ok
-    sure yes yeah yep no nope please thanks thank hello hi hey bye goodbye welcome sorry
-    support service customer customers agent team admin user account order help mr mrs ms dr
-    miss mister again anyway though then now today tomorrow yesterday monday tuesday wednesday
-    thursday friday saturday sunday january february march april june july august september
-    october november december""".split()
+    """
+    again all there guys team everyone everybody folks sir madam maam ma'am friend
+    friends so much lot lots for you very good great morning afternoon evening day night
+    dear okay ok sure yes yeah yep no nope please thanks thank hello hi hey bye goodbye
+    welcome sorry support service customer customers agent team admin user account order
+    help mr mrs ms dr miss mister again anyway though then now today tomorrow yesterday
+    monday tuesday wednesday thursday friday saturday sunday january february march
+    april june july august september october november december
+    """.split()  # noqa: SIM905 - a word list reads better as prose
 )
 
 _NAME_WORD = r"[A-Za-zÀ-ÖØ-öø-ÿ][A-Za-zÀ-ÖØ-öø-ÿ'’\-]+"

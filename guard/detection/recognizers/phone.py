@@ -10,9 +10,12 @@ candidate that needs a context word such as "phone" or "call" to be reported.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from guard.detection.recognizers.base import Finding, GuardRecognizer, digit_count_at_least
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
 
 _PHONE = re.compile(
     r"""
@@ -79,7 +82,9 @@ class PhoneNumberRecognizer(GuardRecognizer):
         """Phone-shaped digit runs that are not dates, SSNs, IPs or card numbers."""
         for match in _PHONE.finditer(text):
             number = match.group("number").strip()
-            start = match.start("number") + (len(match.group("number")) - len(match.group("number").lstrip()))
+            start = match.start("number") + (
+                len(match.group("number")) - len(match.group("number").lstrip())
+            )
             end = match.end("ext") if match.group("ext") else match.end("number")
             # trailing separators are not part of the number
             while end > start and not text[end - 1].isalnum() and text[end - 1] != ")":

@@ -8,11 +8,9 @@ never the network (Presidio's default asks the network on first use).
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import tldextract
-from presidio_analyzer import EntityRecognizer
 from presidio_analyzer.predefined_recognizers import (
     CryptoRecognizer,
     DateRecognizer,
@@ -30,11 +28,16 @@ from presidio_analyzer.predefined_recognizers import (
 
 from guard.detection.recognizers.base import contains_any, digit_count_at_least
 
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from presidio_analyzer import EntityRecognizer
+
 #: Offline public-suffix lookups: no fetch, no cache directory, the snapshot shipped in the wheel.
 OFFLINE_TLD_EXTRACT = tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None)
 
 
-class OfflineEmailRecognizer(EmailRecognizer):  # type: ignore[misc] # Presidio is untyped
+class OfflineEmailRecognizer(EmailRecognizer):
     """Presidio's email recognizer with an offline public-suffix check."""
 
     def validate_result(self, pattern_text: str) -> bool:
@@ -52,12 +55,8 @@ def _prechecked(recognizer: EntityRecognizer, precheck: Callable[[str], bool]) -
         result: list[Any] = analyze(text, entities, *args, **kwargs)
         return result
 
-    recognizer.analyze = guarded
+    recognizer.analyze = guarded  # type: ignore[method-assign] # a per-instance pre-check
     return recognizer
-
-
-def _has_digit(text: str) -> bool:
-    return any(ch.isdigit() for ch in text)
 
 
 def presidio_recognizers() -> list[EntityRecognizer]:

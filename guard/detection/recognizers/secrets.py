@@ -12,7 +12,10 @@ import re
 
 from guard.detection.recognizers.base import RegexRecognizer, contains_any
 
-_FILLER = r"(?:\s+(?:is|was|will\s+be|would\s+be|should\s+be|has\s+been|now|currently|set\s+to|changed\s+to|for\s+you|for\s+your\s+account|of\s+my\s+account|i\s+use|i\s+used))*"
+_FILLER = (
+    r"(?:\s+(?:is|was|will\s+be|would\s+be|should\s+be|has\s+been|now|currently|set\s+to"
+    r"|changed\s+to|for\s+you|for\s+your\s+account|of\s+my\s+account|i\s+use|i\s+used))*"
+)
 
 _PASSWORD = re.compile(
     rf"""\b(?:pass(?:word|code|phrase)|pwd|pw)s?\b{_FILLER}\s*(?:[:=]|\bis\b)?\s*
@@ -22,9 +25,11 @@ _PASSWORD = re.compile(
 
 #: Words that follow "password is" without being one ("my password is not working").
 _NOT_A_PASSWORD = frozenset(
-    """not wrong incorrect invalid expired correct working broken locked reset changed
-    the my your a an too still same different blank empty case sensitive required needed
-    below above attached here there this that what missing weak strong long short""".split()
+    """
+    not wrong incorrect invalid expired correct working broken locked reset changed the
+    my your a an too still same different blank empty case sensitive required needed
+    below above attached here there this that what missing weak strong long short
+    """.split()  # noqa: SIM905 - a word list reads better as prose
 )
 
 
@@ -37,7 +42,8 @@ def _is_password_value(value: str) -> bool:
 
 
 _PIN = re.compile(
-    rf"\b(?:pin|pin\s*code|pin\s*number|passcode|security\s+code|cvv|cvc|cvv2){_FILLER}\s*(?:[:=#]|\bis\b)?\s*(?P<value>\d{{3,8}})\b",
+    rf"\b(?:pin|pin\s*code|pin\s*number|passcode|security\s+code|cvv|cvc|cvv2){_FILLER}"
+    rf"\s*(?:[:=#]|\bis\b)?\s*(?P<value>\d{{3,8}})\b",
     re.IGNORECASE,
 )
 
@@ -131,8 +137,19 @@ def known_token_recognizer() -> RegexRecognizer:
         group="value",
         score=0.95,
         precheck=contains_any(
-            "sk-", "sk_", "pk_", "rk_", "gh", "github_pat_", "akia", "asia", "xox", "aiza",
-            "glpat-", "eyj", "private key",
+            "sk-",
+            "sk_",
+            "pk_",
+            "rk_",
+            "gh",
+            "github_pat_",
+            "akia",
+            "asia",
+            "xox",
+            "aiza",
+            "glpat-",
+            "eyj",
+            "private key",
         ),
     )
 

@@ -1,0 +1,106 @@
+"""Custom recognizers and tenant lists: validated on load, errors name the bad entry."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pytest
+
+from guard.config import PROJECT_ROOT
+from guard.detection.custom import (
+    build_custom_recognizers,
+    load_recognizers_file,
+    load_tenants_file,
+)
+from guard.errors import PolicyError
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "recognizers.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_the_shipped_policies_load() -> None:
+    spec = load_recognizers_file(PROJECT_ROOT / "policies" / "recognizers.yaml")
+    assert {r.entity for r in spec.recognizers} >= {"ORDER_ID", "ACCOUNT_ID", "USERNAME"}
+    assert build_custom_recognizers(spec)
+    tenants = load_tenants_file(PROJECT_ROOT / "policies" / "tenants.yaml")
+    assert "AcmeCorp" in tenants.lists_for("acme").allow
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (
+            (
+                "version: 1\nrecognizers:\n  - name: order_id\n    entity: ORDER_ID\n"
+                "    patterns: [{regex: '(\\d{10}', score: 0.5}]\n"
+            ),
+            r"recognizer 'order_id' \(recognizers\.0\.patterns\.0\.regex\).*invalid regular",
+        ),
+        (
+            (
+                "version: 1\nrecognizers:\n  - name: member\n    entity: member\n"
+                "    patterns: [{regex: 'M\\d+', score: 0.5}]\n"
+            ),
+            r"recognizer 'member' \(recognizers\.0\.entity\)",
+        ),
+        (
+            (
+                "version: 1\nrecognizers:\n  - name: order_id\n    entity: ORDER_ID\n"
+                "    patterns: [{regex: '\\d+', score: 1.5}]\n"
+            ),
+            r"recognizer 'order_id' \(recognizers\.0\.patterns\.0\.score\)",
+        ),
+        (
+            (
+                "version: 1\nrecognizers:\n  - name: a_b\n    entity: X_Y\n"
+                "    patterns: [{regex: 'a*', score: 0.5}]\n"
+            ),
+            "matches the empty string",
+        ),
+        (
+            (
+                "version: 1\nrecognizers:\n"
+                "  - name: dup\n    entity: A_B\n    patterns: [{regex: 'a', score: 0.5}]\n"
+                "  - name: dup\n    entity: A_B\n    patterns: [{regex: 'b', score: 0.5}]\n"
+            ),
+            "used twice",
+        ),
+        ("version: 1\nrecognizers: [\n", r"not valid YAML at line \d+"),
+        ("version: 2\n", "version"),
+        (
+            "version: 1\nrecognizers:\n  - name: x_y\n    entity: X_Y\n    patterns: []\n",
+            r"recognizer 'x_y' \(recognizers\.0\.patterns\)",
+        ),
+    ],
+)
+def test_when_an_entry_is_invalid_then_the_error_names_it(
+    tmp_path: Path, body: str, expected: str
+) -> None:
+    with pytest.raises(PolicyError, match=expected):
+        load_recognizers_file(write(tmp_path, body))
+
+
+def test_when_a_regex_has_a_value_group_then_only_the_value_is_reported(tmp_path: Path) -> None:
+    spec = load_recognizers_file(
+        write(
+            tmp_path,
+            "version: 1\nrecognizers:\n  - name: ticket\n    entity: TICKET_ID\n"
+            "    patterns: [{regex: 'ticket (?P<value>T-\\d+)', score: 0.9}]\n",
+        )
+    )
+    (recognizer,) = build_custom_recognizers(spec)
+    text = "see ticket T-123 now"
+    assert [(text[s:e], score) for s, e, score in recognizer.find(text)] == [("T-123", 0.9)]
+
+
+def test_when_a_tenant_name_is_invalid_then_the_error_names_it(tmp_path: Path) -> None:
+    path = tmp_path / "tenants.yaml"
+    path.write_text("version: 1\ntenants:\n  'Bad Tenant!': {allow: [x]}\n", encoding="utf-8")
+    with pytest.raises(PolicyError, match="tenants"):
+        load_tenants_file(path)
