@@ -1,6 +1,6 @@
 # guard: two commands on a fresh machine.
 #   make run   - set up (virtualenv, dependencies, NLP model) and run guard on an example
-#   make test  - set up and run the whole test suite, then the linters
+#   make test  - set up, run the linters, then the whole test suite
 # Every target is idempotent: re-running it does only what is missing.
 
 PYTHON ?= python3
@@ -26,8 +26,8 @@ run: setup
 	$(BIN)/guard redact --tenant acme --show-entities examples/conversation.txt
 
 test: setup
-	$(BIN)/pytest
 	$(MAKE) --no-print-directory lint
+	$(BIN)/pytest
 
 lint: $(STAMP)
 	$(BIN)/ruff check guard tests bench
