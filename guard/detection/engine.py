@@ -37,7 +37,9 @@ from guard.detection.nlp import NER_TO_ENTITY, GuardNlpEngine
 from guard.detection.recognizers.address import StreetAddressRecognizer, ZipCodeRecognizer
 from guard.detection.recognizers.card import PaymentCardRecognizer
 from guard.detection.recognizers.dates import DateTimeRecognizer, WrittenDateRecognizer
+from guard.detection.recognizers.gazetteer import FirstNameRecognizer
 from guard.detection.recognizers.names import ChatNameRecognizer
+from guard.detection.recognizers.organizations import organization_recognizer
 from guard.detection.recognizers.phone import PhoneNumberRecognizer
 from guard.detection.recognizers.places import AnyCaseIbanRecognizer, CountryRecognizer
 from guard.detection.recognizers.presidio import presidio_recognizers
@@ -73,6 +75,8 @@ def guard_recognizers() -> list[EntityRecognizer]:
         StreetAddressRecognizer(),
         ZipCodeRecognizer(),
         ChatNameRecognizer(),
+        FirstNameRecognizer(),
+        organization_recognizer(),
         password_recognizer(),
         pin_recognizer(),
         security_answer_recognizer(),

@@ -64,6 +64,21 @@ _COMPOUND_STREET = re.compile(
          \s+\d{{1,5}}[A-Za-z]?\b""",
     re.VERBOSE | re.IGNORECASE,
 )
+#: "the corner of Eötvös út 10 and Sinko Street", "corner of 5th and Main"
+_CORNER = re.compile(
+    r"\b(?:the\s+)?corner\s+of\s+[^\n,;!?]{2,60}?\s+(?:and|&)\s+[^\n,;!?.]{2,40}?(?=[.,;!?\n]|\s+(?:in|at|on|last|next|is|was)\b|$)",
+    re.IGNORECASE,
+)
+#: A form or invitation line: "Where: ...", "Address: ...", "Location: ..."
+_LABELED_LINE = re.compile(
+    r"(?im)^[ \t>]*(?:where|address|location|venue|home|billing\s+address|shipping\s+address)"
+    r"[ \t]*:[ \t]*(?P<value>[^\n]{2,120})$"
+)
+#: A line made of a house number, street words and a number: "78 Camiño Ancho 91"
+_NUMBER_WORDS_NUMBER = re.compile(
+    r"(?m)^[^\w\n]*(?P<value>\d{1,5}[ \t]+(?:[^\W\d_][\w'’.\-]*[ \t]+){1,4}"
+    r"\d{1,5}[A-Za-z]?)\.?[ \t]*$"
+)
 _UNIT_ALONE = re.compile(rf"\b{_UNIT}\b", re.IGNORECASE)
 _PO_BOX = re.compile(
     r"""\b(?:p\.?\s?o\.?\s*box|post\s+office\s+box|(?:psc|unit|cmr)\s+\d{3,5},?\s*box)\s+\d{1,6}\b
@@ -100,26 +115,9 @@ class StreetAddressRecognizer(GuardRecognizer):
 
     def find(self, text: str) -> Iterable[Finding]:
         """Every address-shaped span, then the block around it (city, region, country lines)."""
-        base: list[Finding] = []
-        for pattern, score in (
-            (_STREET_TYPE_LAST, 0.7),
-            (_STREET_TYPE_FIRST, 0.6),
-            (_COMPOUND_STREET, 0.6),
-            (_PO_BOX, 0.7),
-            (_UNIT_ALONE, 0.5),
-        ):
-            for match in pattern.finditer(text):
-                start, end = _strip_span(text, *match.span())
-                if end > start:
-                    base.append((start, end, score))
-        for match in _INTRODUCED_ADDRESS.finditer(text):
-            start, end = _strip_span(text, *match.span("value"))
-            lead = _LEADING_FILLER.match(text, start, end)
-            if lead is not None:
-                start = lead.end()
-            end = _trim_trailing_filler(text, start, end)
-            if end - start >= 4:  # noqa: PLR2004
-                base.append((start, end, 0.65))
+        base = _pattern_spans(text)
+        base.extend(_line_blocks(text))
+        base.extend(_comma_addresses(text))
         yield from base
         for start, end, _ in base:
             block = _extend_block(text, start, end)
@@ -128,6 +126,86 @@ class StreetAddressRecognizer(GuardRecognizer):
 
     #: Above the NER's 0.85: inside an anchored address block, a "name" is a street's name.
     BLOCK_SCORE = 0.9
+
+
+_POSTAL_END = re.compile(rf"(?:\b{_POSTAL}|\b\d{{4,6}})\s*[.,]?\s*$")
+_DIGIT_START = re.compile(r"^\d{1,6}\b")
+
+
+def _pattern_spans(text: str) -> list[Finding]:
+    """Spans of the street, unit, PO box, corner, labelled-line and introduced patterns."""
+    base: list[Finding] = []
+    for pattern, score in (
+        (_STREET_TYPE_LAST, 0.7),
+        (_STREET_TYPE_FIRST, 0.6),
+        (_COMPOUND_STREET, 0.6),
+        (_PO_BOX, 0.7),
+        (_UNIT_ALONE, 0.5),
+    ):
+        for match in pattern.finditer(text):
+            start, end = _strip_span(text, *match.span())
+            if end > start:
+                base.append((start, end, score))
+    for pattern, group, score in (
+        (_CORNER, 0, 0.7),
+        (_LABELED_LINE, "value", 0.7),
+        (_NUMBER_WORDS_NUMBER, "value", 0.6),
+    ):
+        for match in pattern.finditer(text):
+            start, end = _strip_span(text, *match.span(group))
+            if end - start >= 4:  # noqa: PLR2004
+                base.append((start, end, score))
+    for match in _INTRODUCED_ADDRESS.finditer(text):
+        start, end = _strip_span(text, *match.span("value"))
+        lead = _LEADING_FILLER.match(text, start, end)
+        if lead is not None:
+            start = lead.end()
+        end = _trim_trailing_filler(text, start, end)
+        if end - start >= 4:  # noqa: PLR2004
+            base.append((start, end, 0.65))
+    return base
+
+
+def _line_blocks(text: str) -> list[Finding]:
+    r"""Blocks of short lines from a numbered street line down to a postcode or country line.
+
+    "52 Chorophilakis\nSchuders\n, nan\n Bangladesh 71366" is an address as written on an
+    envelope; no single line of it is recognisable on its own.
+    """
+    if "\n" not in text:
+        return []
+    lines = []
+    offset = 0
+    for raw in text.split("\n"):
+        content = raw.strip(_LINE_MARKERS)
+        lead = len(raw) - len(raw.lstrip(_LINE_MARKERS))
+        lines.append((offset + lead, offset + lead + len(content), content))
+        offset += len(raw) + 1
+    found: list[Finding] = []
+    for first, (start, _, content) in enumerate(lines):
+        if not _DIGIT_START.match(content) or not _address_line(content):
+            continue
+        for last in range(first + 1, min(first + 5, len(lines))):
+            line = lines[last][2].strip(" ,")
+            if not line or not _address_line(line):
+                break
+            if _POSTAL_END.search(line) or _ends_with_country(line):
+                found.append((start, lines[last][1], 0.85))
+                break
+    return found
+
+
+def _ends_with_country(line: str) -> bool:
+    from guard.detection.recognizers.places import COUNTRY_AT_END  # noqa: PLC0415 - no cycle
+
+    return COUNTRY_AT_END.search(line) is not None
+
+
+def _comma_addresses(text: str) -> list[Finding]:
+    """One-line addresses that end in a country: "18 Zona Estação 75, Rogers, Barbados"."""
+    from guard.detection.recognizers.places import COMMA_ADDRESS  # noqa: PLC0415 - no cycle
+
+    return [(m.start(), m.end(), 0.8) for m in COMMA_ADDRESS.finditer(text)]
 
 
 def _strip_span(text: str, start: int, end: int) -> tuple[int, int]:
@@ -151,6 +229,7 @@ def _trim_trailing_filler(text: str, start: int, end: int) -> int:
     return match.start() if match is not None else end
 
 
+_SENTENCE_END = re.compile(r"[.!?](?=\s+[A-Z]|$)")
 _LINE_MARKERS = " \t>?*•|-"
 _PARTICLES = r"(?:de|di|del|della|da|do|dos|la|le|van|von|der|den|du|nad|upon|on|am|im|sur|en|y|e)"
 _TAIL_TOKEN = re.compile(
@@ -192,10 +271,14 @@ def _extend_block(text: str, start: int, end: int) -> tuple[int, int]:
     while line_end != -1 and not text[end:line_end].strip(" \t,") and lines < _MAX_BLOCK_LINES:
         next_end = text.find("\n", line_end + 1)
         line = text[line_end + 1 : next_end if next_end != -1 else len(text)]
+        sentence_end = _SENTENCE_END.search(line)
+        if sentence_end is not None:
+            line = line[: sentence_end.start()]
         if not _address_line(line):
             break
-        content_end = line_end + 1 + len(line.rstrip(" \t,."))
-        end = content_end
+        end = line_end + 1 + len(line.rstrip(" \t,."))
+        if sentence_end is not None:
+            break
         line_end = next_end
         lines += 1
     # the line before, when the span starts a line and that line looks like a street line

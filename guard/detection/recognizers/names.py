@@ -27,7 +27,7 @@ _NOT_NAMES = frozenset(STOP_WORDS) | frozenset(
     help mr mrs ms dr miss mister again anyway though then now today tomorrow yesterday
     monday tuesday wednesday thursday friday saturday sunday january february march
     april june july august september october november december
-    """.split()  # noqa: SIM905 - a word list reads better as prose
+    """.split()
 )
 
 _NAME_WORD = r"[A-Za-zÀ-ÖØ-öø-ÿ][A-Za-zÀ-ÖØ-öø-ÿ'’\-]+"
@@ -36,7 +36,8 @@ _CAP_WORD = r"[A-ZÀ-ÖØ-Þ][a-zß-öø-ÿ'’\-]+"
 _INTRODUCED = re.compile(
     rf"""\b(?:my\s+name\s+is|my\s+name's|name\s*[:=]|name\s+is|i\s+am\s+called|call\s+me
          |my\s+(?:full\s+)?name\s+is|it'?s\s+under|under\s+the\s+name(?:\s+of)?|account\s+holder\s+is
-         |the\s+name\s+on\s+the\s+(?:account|card|order)\s+is)\s+
+         |the\s+name\s+on\s+the\s+(?:account|card|order)\s+is
+         |name(?:\s+on\s+the\s+(?:account|card|order))?\s*\?\s*(?:(?:user|customer|me|client)\s*:\s*)?)\s*
          (?P<name>{_NAME_WORD}(?:\s+{_NAME_WORD}){{0,3}})""",
     re.VERBOSE | re.IGNORECASE,
 )
@@ -59,6 +60,17 @@ _WHOLE_MESSAGE = re.compile(
     rf"""^\s*(?:(?:ok|okay|sure|yes|yeah|yep|hi|hello|it'?s|this\s+is)[.,!]?\s+)?
          (?P<name>{_CAP_WORD}(?:\s+{_CAP_WORD}){{1,2}})\s*[.!]?\s*$""",
     re.VERBOSE | re.IGNORECASE,
+)
+
+
+#: "Mary: ..." at the start of a line, in a transcript; role labels are not names.
+_SPEAKER = re.compile(
+    rf"""(?m)^[ \t>]*(?P<name>{_CAP_WORD}(?:[ \t]+{_CAP_WORD})?)[ \t]*:[ \t]*[\\]*["“]"""
+)
+_ROLES = frozenset(
+    """agent customer user bot system support assistant note subject re from to cc date
+    time question answer operator manager supervisor rep representative admin client
+    caller host guest moderator""".split()
 )
 
 
@@ -94,10 +106,13 @@ class ChatNameRecognizer(GuardRecognizer):
             (_TITLED, self.TITLED_SCORE, True),
             (_ADDRESSED, self.ADDRESSED_SCORE, True),
             (_WHOLE_MESSAGE, self.WHOLE_MESSAGE_SCORE, True),
+            (_SPEAKER, self.ADDRESSED_SCORE, True),
         ):
             for match in pattern.finditer(text):
                 start, end = match.span("name")
                 if case_sensitive_name and not text[start].isupper():
+                    continue
+                if pattern is _SPEAKER and text[start:end].lower() in _ROLES:
                     continue
                 trimmed = _trim_name(text, start, end)
                 if trimmed is not None:

@@ -53,7 +53,7 @@ _AMBIGUOUS = frozenset(
     """
     chad jordan georgia turkey china guinea niger mali chile togo panama jersey wales
     england oman cuba peru jamaica india holland reunion bonaire montserrat
-    """.split()  # noqa: SIM905 - a word list reads better as prose
+    """.split()
 )
 
 _NAMES = sorted(
@@ -67,6 +67,18 @@ _ANY_CASE = re.compile(
 )
 _CAPITALISED = re.compile(
     r"(?<![\w\-])(?:" + "|".join(re.escape(n) for n in _NAMES) + r")(?![\w\-])"
+)
+
+_COUNTRY_ALTERNATION = "|".join(re.escape(n) for n in _NAMES)
+#: A line that ends with a country name (and maybe a postcode): the last line of an address.
+COUNTRY_AT_END = re.compile(
+    rf"(?:^|[\s,])(?:{_COUNTRY_ALTERNATION})(?:\s+\d{{3,6}})?\s*[.,]?\s*$", re.IGNORECASE
+)
+#: "18 Zona Estação 75, Rogers, Barbados": a numbered street, a place, a country.
+COMMA_ADDRESS = re.compile(
+    rf"\b\d{{1,5}}[ \t][^\n,;:!?]{{3,60}},[ \t]*(?:[^\n,;:!?]{{2,40}},[ \t]*)?"
+    rf"(?:{_COUNTRY_ALTERNATION})\b(?:[ \t]+\d{{3,6}}\b)?",
+    re.IGNORECASE,
 )
 
 

@@ -29,7 +29,7 @@ _NOT_A_PASSWORD = frozenset(
     not wrong incorrect invalid expired correct working broken locked reset changed the
     my your a an too still same different blank empty case sensitive required needed
     below above attached here there this that what missing weak strong long short
-    """.split()  # noqa: SIM905 - a word list reads better as prose
+    """.split()
 )
 
 
@@ -48,7 +48,7 @@ _PIN = re.compile(
 )
 
 _SECURITY_ANSWER = re.compile(
-    r"""\b(?:(?:my\s+)?mother'?s\s+maiden\s+name|maiden\s+name|(?:my\s+)?first\s+pet(?:'s\s+name)?
+    r"""\b(?:(?:my\s+)?mother'?s\s+maiden\s+name|(?:my\s+)?first\s+pet(?:'s\s+name)?
          |(?:name\s+of\s+)?(?:my\s+)?first\s+(?:pet|school|car|teacher|street)
          |security\s+(?:answer|word|phrase)|secret\s+(?:answer|word|question\s+answer)
          |answer\s+to\s+(?:my|the)\s+security\s+question|memorable\s+(?:word|answer))

@@ -1,0 +1,129 @@
+"""Person names by a first-name gazetteer: "christine fiorentino", "Shannon Blomqvist".
+
+The NER model reads capitalisation and sentence shape; in lower-case chat, in lists and in
+signature blocks it misses names a person sees at once. A first name from the US Census
+first-name lists (the ``names`` package: 5,494 names, public-domain data) followed by a
+surname-shaped word is a name in any case. Names that are also common words ("Bill", "Grace",
+"Mark", "June") are left out of the gazetteer, so "bill payment" and "grace period" stay text.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import cache
+from importlib import resources
+from typing import TYPE_CHECKING
+
+from spacy.lang.en.stop_words import STOP_WORDS
+
+from guard.detection.recognizers.base import Finding, GuardRecognizer
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+#: First names that are everyday English words (or brands, months, places) first.
+COMMON_WORD_NAMES = frozenset(
+    """
+    bill mark will may june april august grant rose hope joy faith art don ray jack sue guy
+    chase dawn pat rob summer gene max sandy ivy lily daisy holly violet iris ruby pearl amber
+    crystal jade olive hazel autumn destiny harmony melody charity grace patience honor prince
+    king duke earl major sterling rich rusty buck cliff dale glen lane miles wade sky storm
+    river brook forest woody penny carol chance price page case cash clay colt dash drew gay
+    jean jewel kay kit love mercy misty nick norm pierce rex rocky royal sage star sunny tad
+    van vera win young long black white brown green gray grey bell hunter porter baker carter
+    cook mason parker taylor tyler walker young king lord may major marsh hall fox wolf bear
+    angel angela? christian christmas easter noel tuesday monday sunday ginger candy candi
+    brandy sherry sugar honey cherry berry apple melody lucky sonny sunshine precious tiny
+    gaylord dusty stormy rain raven robin jay wren sparrow swan starling drake lark
+    an ok sir madam miss mister del la le de van von al el so in is it on or to at
+    """.replace("?", "").split()
+)
+
+_WORD = re.compile(r"[A-Za-zÀ-ÖØ-öø-ÿ][A-Za-zÀ-ÖØ-öø-ÿ'’\-]*")
+_PARTICLES = frozenset("van von der den de da di du la le del della dos das bin ibn al el".split())
+#: Words that follow a first name without being a surname.
+_NOT_SURNAMES = frozenset(STOP_WORDS) | frozenset(
+    """
+    said says asked told wrote called thanks thank please hi hello dear and or but version
+    account accounts concert fan fans novel book song songs album band team office store
+    here there today tomorrow yesterday now then just also still really very again
+    """.split()
+)
+_SENTENCE_END = frozenset(".!?\n:;\"'“”")
+
+
+@cache
+def first_names() -> frozenset[str]:
+    """The gazetteer: lower-cased census first names, less the common words."""
+    package = resources.files("names")
+    found: set[str] = set()
+    for filename in ("dist.male.first", "dist.female.first"):
+        for line in (package / filename).read_text(encoding="ascii").splitlines():
+            if line.strip():
+                found.add(line.split()[0].lower())
+    return frozenset(n for n in found if len(n) > 2 and n not in STOP_WORDS) - COMMON_WORD_NAMES  # noqa: PLR2004
+
+
+def _surname_like(word: str, first_is_title: bool) -> bool:
+    bare = re.split(r"['’]", word)[0]
+    if len(bare) < 2 or bare.lower() in _NOT_SURNAMES:  # noqa: PLR2004
+        return False
+    if first_is_title:
+        return bare[0].isupper()
+    return bare.islower()
+
+
+class FirstNameRecognizer(GuardRecognizer):
+    """PERSON: a gazetteer first name with a surname after it, or a capitalised first name."""
+
+    PAIR_SCORE = 0.7
+    LOWER_PAIR_SCORE = 0.6
+    SINGLE_SCORE = 0.55
+
+    def __init__(self) -> None:
+        super().__init__(entity="PERSON", name="GuardFirstNameRecognizer")
+        self.names = first_names()
+
+    def find(self, text: str) -> Iterable[Finding]:
+        """First name + surname in the same case style; capitalised single names mid-sentence."""
+        words = list(_WORD.finditer(text))
+        for index, match in enumerate(words):
+            word = match.group()
+            if word.lower() not in self.names:
+                continue
+            titled = word[0].isupper() and word[1:].islower()
+            if not titled and not word.islower():
+                continue
+            end = self._surname_end(text, words, index, titled)
+            if end is not None:
+                yield match.start(), end, self.PAIR_SCORE if titled else self.LOWER_PAIR_SCORE
+            elif titled and not _starts_sentence(text, match.start()):
+                yield match.start(), match.end(), self.SINGLE_SCORE
+
+    @staticmethod
+    def _surname_end(text: str, words: list[re.Match[str]], index: int, titled: bool) -> int | None:
+        end = None
+        position = words[index].end()
+        for follower in words[index + 1 : index + 4]:
+            gap = text[position : follower.start()]
+            if gap not in (" ", "  "):
+                break
+            lowered = follower.group().lower()
+            if lowered in _PARTICLES and end is None:
+                position = follower.end()
+                continue
+            if not _surname_like(follower.group(), titled):
+                break
+            end = follower.end()
+            if follower.group().endswith(("'s", "’s")):
+                end -= 2
+                break
+            position = follower.end()
+            if not titled:
+                break
+        return end
+
+
+def _starts_sentence(text: str, start: int) -> bool:
+    before = text[:start].rstrip(" \t>*?-•|")
+    return not before or before[-1] in _SENTENCE_END
