@@ -39,7 +39,11 @@ from guard.detection.recognizers.card import PaymentCardRecognizer
 from guard.detection.recognizers.dates import DateTimeRecognizer, WrittenDateRecognizer
 from guard.detection.recognizers.gazetteer import FirstNameRecognizer
 from guard.detection.recognizers.names import ChatNameRecognizer
-from guard.detection.recognizers.organizations import organization_recognizer
+from guard.detection.recognizers.organizations import (
+    SignatureBlockRecognizer,
+    appositive_title_recognizer,
+    organization_recognizer,
+)
 from guard.detection.recognizers.phone import PhoneNumberRecognizer
 from guard.detection.recognizers.places import AnyCaseIbanRecognizer, CountryRecognizer
 from guard.detection.recognizers.presidio import presidio_recognizers
@@ -77,6 +81,8 @@ def guard_recognizers() -> list[EntityRecognizer]:
         ChatNameRecognizer(),
         FirstNameRecognizer(),
         organization_recognizer(),
+        SignatureBlockRecognizer(),
+        appositive_title_recognizer(),
         password_recognizer(),
         pin_recognizer(),
         security_answer_recognizer(),

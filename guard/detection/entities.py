@@ -57,6 +57,7 @@ TYPE_PRIORITY = {
     "ZIP_CODE": 4,
     "LOCATION": 3,
     "ORGANIZATION": 2,
+    "TITLE": 2,
     "NRP": 1,
     "US_BANK_NUMBER": 0,
     "US_DRIVER_LICENSE": 0,

@@ -79,6 +79,16 @@ _NUMBER_WORDS_NUMBER = re.compile(
     r"(?m)^[^\w\n]*(?P<value>\d{1,5}[ \t]+(?:[^\W\d_][\w'’.\-]*[ \t]+){1,4}"
     r"\d{1,5}[A-Za-z]?)\.?[ \t]*$"
 )
+_PLACE_WORD = r"[A-ZÀ-Þ][\w'’\-]*"
+_PLACE_JOINER = r"(?:de|di|del|della|la|le|du|da|von|am|im|upon|on|sur|an|der)"
+#: "I live in Springfield", "grew up in TRÄSLÖVSLÄGE", "moved here from Station Nord"
+_LOCATED_PLACE = re.compile(
+    rf"""\b(?:(?:i|we)(?:'m|\s+am|'re|\s+are)|live[sd]?|living|grew\s+up|born|raised
+         |moved(?:\s+here)?|relocated|based|located|staying|reside[sd]?|travell?ing|trip)
+         \s+(?:in|at|from|to|near)\s+
+         (?P<value>{_PLACE_WORD}(?:[ \t]+(?:{_PLACE_WORD}|{_PLACE_JOINER})){{0,4}})""",
+    re.VERBOSE,
+)
 _UNIT_ALONE = re.compile(rf"\b{_UNIT}\b", re.IGNORECASE)
 _PO_BOX = re.compile(
     r"""\b(?:p\.?\s?o\.?\s*box|post\s+office\s+box|(?:psc|unit|cmr)\s+\d{3,5},?\s*box)\s+\d{1,6}\b
@@ -166,6 +176,21 @@ def _pattern_spans(text: str) -> list[Finding]:
     return base
 
 
+def place_spans(text: str) -> list[Finding]:
+    """Places named after "I live in", "grew up in", "moved here from"."""
+    found = []
+    for match in _LOCATED_PLACE.finditer(text):
+        start, end = match.span("value")
+        while end > start and text[end - 1] in ",.":
+            end -= 1
+        words = text[start:end].split()
+        while words and words[-1].lower() in {"de", "di", "del", "la", "le", "on", "an", "der"}:
+            end -= len(words.pop()) + 1
+        if end - start >= 3:  # noqa: PLR2004
+            found.append((start, end, 0.6))
+    return found
+
+
 def _line_blocks(text: str) -> list[Finding]:
     r"""Blocks of short lines from a numbered street line down to a postcode or country line.
 
@@ -182,17 +207,31 @@ def _line_blocks(text: str) -> list[Finding]:
         lines.append((offset + lead, offset + lead + len(content), content))
         offset += len(raw) + 1
     found: list[Finding] = []
-    for first, (start, _, content) in enumerate(lines):
-        if not _DIGIT_START.match(content) or not _address_line(content):
+    for first, (line_start, _, content) in enumerate(lines):
+        street = _street_line_start(content)
+        if street is None:
             continue
         for last in range(first + 1, min(first + 5, len(lines))):
-            line = lines[last][2].strip(" ,")
+            line = _SENTENCE_CUT.split(lines[last][2], maxsplit=1)[0].strip(" ,")
             if not line or not _address_line(line):
                 break
             if _POSTAL_END.search(line) or _ends_with_country(line):
-                found.append((start, lines[last][1], 0.85))
+                end = lines[last][0] + lines[last][2].find(line) + len(line)
+                found.append((line_start + street, end, 0.85))
                 break
     return found
+
+
+_SENTENCE_CUT = re.compile(r"[?!.](?=\s|$)")
+_NUMBER_START = re.compile(r"(?:^|(?<=\s))\d{1,6}[A-Za-z]?\s")
+
+
+def _street_line_start(content: str) -> int | None:
+    """Where a street begins on a line ("... send it to 37 Thingvallastraeti 36"), if it does."""
+    for match in _NUMBER_START.finditer(content):
+        if _address_line(content[match.start() :]):
+            return match.start()
+    return None
 
 
 def _ends_with_country(line: str) -> bool:

@@ -85,8 +85,14 @@ class FirstNameRecognizer(GuardRecognizer):
         self.names = first_names()
 
     def find(self, text: str) -> Iterable[Finding]:
-        """First name + surname in the same case style; capitalised single names mid-sentence."""
+        """First name + surname in the same case style; single first names where unambiguous.
+
+        A capitalised first name alone counts mid-sentence, or at the start of one when a
+        comma, a colon or a possessive follows ("Jessica, can I..."). A lower-case first name
+        alone counts only in text written wholly in lower case, where capitals carry no signal.
+        """
         words = list(_WORD.finditer(text))
+        all_lower = not any(ch.isupper() for ch in text)
         for index, match in enumerate(words):
             word = match.group()
             if word.lower() not in self.names:
@@ -97,8 +103,12 @@ class FirstNameRecognizer(GuardRecognizer):
             end = self._surname_end(text, words, index, titled)
             if end is not None:
                 yield match.start(), end, self.PAIR_SCORE if titled else self.LOWER_PAIR_SCORE
-            elif titled and not _starts_sentence(text, match.start()):
+            elif titled and (
+                not _starts_sentence(text, match.start()) or _ADDRESSING.match(text, match.end())
+            ):
                 yield match.start(), match.end(), self.SINGLE_SCORE
+            elif all_lower and word.islower():
+                yield match.start(), _possessive_end(text, match), self.SINGLE_SCORE
 
     @staticmethod
     def _surname_end(text: str, words: list[re.Match[str]], index: int, titled: bool) -> int | None:
@@ -122,6 +132,14 @@ class FirstNameRecognizer(GuardRecognizer):
             if not titled:
                 break
         return end
+
+
+_ADDRESSING = re.compile(r"\s*(?:,|:|['’]s\b)")
+
+
+def _possessive_end(text: str, match: re.Match[str]) -> int:
+    end = match.end()
+    return end - 2 if text[match.start() : end].endswith(("'s", "’s")) else end
 
 
 def _starts_sentence(text: str, start: int) -> bool:

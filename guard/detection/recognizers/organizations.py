@@ -9,10 +9,17 @@ in lower case almost none.
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
 from spacy.lang.en.stop_words import STOP_WORDS
 
-from guard.detection.recognizers.base import RegexRecognizer
+from guard.detection.recognizers.base import Finding, GuardRecognizer, RegexRecognizer
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from presidio_analyzer import RecognizerResult
+    from presidio_analyzer.nlp_engine import NlpArtifacts
 
 _NAME_WORD = r"[A-Za-zÀ-ÖØ-öø-ÿ0-9][\w'’&.\-]*"
 _SUFFIX = (
@@ -52,4 +59,116 @@ def organization_recognizer() -> RegexRecognizer:
         pattern=_ORG,
         score=0.65,
         validate=_plausible,
+    )
+
+
+#: Head nouns of job titles: "Systems administrator", "Outside order clerk".
+JOB_NOUNS = frozenset(
+    """
+    manager administrator clerk operator coordinator representative technician technologist
+    engineer assistant director officer analyst consultant specialist tender installer
+    repairer cashier surgeon drafter lineman nurse teacher developer designer accountant
+    attorney lawyer paralegal agent supervisor secretary receptionist driver mechanic
+    electrician plumber carpenter machinist welder inspector auditor architect scientist
+    researcher professor instructor librarian pharmacist therapist physician dentist
+    hygienist counselor advisor adviser planner producer editor writer journalist
+    photographer programmer tester scheduler dispatcher estimator appraiser underwriter
+    broker banker teller adjuster examiner investigator worker laborer helper aide
+    attendant guard porter cook chef baker butcher server waiter bartender host stocker
+    loader packer sorter assembler fabricator fitter setter finisher polisher grinder cutter
+    sewer tailor upholsterer painter roofer glazier mason paver surveyor mapper cartographer
+    economist statistician actuary mathematician chemist biologist physicist geologist
+    pilot navigator dispatcher conductor engineer fisher farmer rancher forester logger
+    ceo cto cfo coo president vice-president chairman founder owner partner intern
+    """.split()
+)
+_ADDRESS_START = re.compile(
+    r"^[ \t>?*•|\-]*(?:\d{1,6}[ \t]|unit[ \t]+\d|psc[ \t]+\d|p\.?[ \t]?o\.?[ \t]*box|"
+    r"the[ \t]+corner[ \t]+of|uss[ \t]|usns[ \t]|usnv[ \t]|uscgc[ \t])",
+    re.IGNORECASE,
+)
+_LINE_MARKS = " \t>?*•|-"
+_MAX_HEADER_LINES = 3
+
+
+def _header_line(content: str) -> bool:
+    """A short line that can be a name, a job title or a company in a signature block."""
+    if not content or len(content) > 60 or any(ch in content for ch in "?!:@;"):  # noqa: PLR2004
+        return False
+    return len(content.split()) <= 7 and sum(ch.isdigit() for ch in content) <= 2  # noqa: PLR2004
+
+
+class SignatureBlockRecognizer(GuardRecognizer):
+    """ORGANIZATION / TITLE: the short lines above a postal address in a signature or card.
+
+    "Jane Doe / Systems administrator / Universal Design Partners / 91 Main St": whoever
+    reads it knows the company and the job; together with the address they identify a person.
+    A line whose last word is a job noun is a TITLE, any other an ORGANIZATION (a name line
+    is claimed by the name recognizers, which score higher).
+    """
+
+    TITLE_SCORE = 0.6
+    ORGANIZATION_SCORE = 0.5
+
+    def __init__(self) -> None:
+        super().__init__(entity="ORGANIZATION", name="GuardSignatureBlockRecognizer")
+        self.supported_entities = ["ORGANIZATION", "TITLE"]
+
+    def analyze(
+        self,
+        text: str,
+        entities: list[str],
+        nlp_artifacts: NlpArtifacts | None = None,
+    ) -> list[RecognizerResult]:
+        """Findings of both types this recognizer reports."""
+        del nlp_artifacts, entities
+        if "\n" not in text:
+            return []
+        results = []
+        for start, end, score in self.find(text):
+            kind = "TITLE" if score == self.TITLE_SCORE else "ORGANIZATION"
+            result = self.result(start, end, score)
+            result.entity_type = kind
+            results.append(result)
+        return results
+
+    def find(self, text: str) -> Iterable[Finding]:
+        """Header lines directly above each address line."""
+        lines: list[tuple[int, str]] = []
+        offset = 0
+        for raw in text.split("\n"):
+            lines.append((offset, raw))
+            offset += len(raw) + 1
+        for index, (_, raw) in enumerate(lines):
+            if index == 0 or not _ADDRESS_START.match(raw):
+                continue
+            for back in range(index - 1, max(index - 1 - _MAX_HEADER_LINES, -1), -1):
+                start, line = lines[back]
+                content = line.strip(_LINE_MARKS)
+                if not content and back == index - 1:
+                    continue  # a blank line between the card and the address
+                if not _header_line(content):
+                    break
+                lead = len(line) - len(line.lstrip(_LINE_MARKS))
+                last_word = content.split()[-1].lower().strip(".,")
+                score = self.TITLE_SCORE if last_word in JOB_NOUNS else self.ORGANIZATION_SCORE
+                yield start + lead, start + lead + len(content), score
+
+
+_APPOSITIVE_TITLE = re.compile(
+    r",[ \t]+(?:the|our|a|an|their|his|her)[ \t]+(?P<value>(?:[\w'’\-]+[ \t]+){0,5}(?:"
+    + "|".join(sorted(JOB_NOUNS))
+    + r"))(?=[ \t]*[,.;])",
+    re.IGNORECASE,
+)
+
+
+def appositive_title_recognizer() -> RegexRecognizer:
+    """TITLE: "Susan Tougas, the immunology technologist, said" - a job next to a name."""
+    return RegexRecognizer(
+        entity="TITLE",
+        name="GuardAppositiveTitleRecognizer",
+        pattern=_APPOSITIVE_TITLE,
+        group="value",
+        score=0.6,
     )

@@ -83,7 +83,7 @@ COMMA_ADDRESS = re.compile(
 
 
 class CountryRecognizer(GuardRecognizer):
-    """LOCATION: country and territory names."""
+    """LOCATION: country and territory names; places introduced as where someone lives."""
 
     SCORE = 0.7
 
@@ -91,7 +91,10 @@ class CountryRecognizer(GuardRecognizer):
         super().__init__(entity="LOCATION", name="GuardCountryRecognizer")
 
     def find(self, text: str) -> Iterable[Finding]:
-        """Every country name, by a case-insensitive and a capitalised pass."""
+        """Every country name, and places named after "I live in", "grew up in"..."""
+        from guard.detection.recognizers.address import place_spans  # noqa: PLC0415 - no cycle
+
+        yield from place_spans(text)
         seen: set[tuple[int, int]] = set()
         for pattern in (_CAPITALISED, _ANY_CASE):
             for match in pattern.finditer(text):
