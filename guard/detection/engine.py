@@ -40,6 +40,7 @@ from guard.detection.recognizers.dates import DateTimeRecognizer, WrittenDateRec
 from guard.detection.recognizers.gazetteer import FirstNameRecognizer
 from guard.detection.recognizers.names import ChatNameRecognizer
 from guard.detection.recognizers.organizations import (
+    EmployerRecognizer,
     SignatureBlockRecognizer,
     appositive_title_recognizer,
     organization_recognizer,
@@ -82,6 +83,7 @@ def guard_recognizers() -> list[EntityRecognizer]:
         FirstNameRecognizer(),
         organization_recognizer(),
         SignatureBlockRecognizer(),
+        EmployerRecognizer(),
         appositive_title_recognizer(),
         password_recognizer(),
         pin_recognizer(),

@@ -40,7 +40,7 @@ HITS = [
     # names in chat style
     ("my name is joseph banter", "joseph banter", "PERSON"),
     ("Thanks David, have a great day.", "David", "PERSON"),
-    ("Okay, Mr. Banter, I can see your account now", "Banter", "PERSON"),
+    ("Okay, Mr. Banter, I can see your account now", "Mr. Banter", "PERSON"),
     ("Rodriguez Domingo", "Rodriguez Domingo", "PERSON"),
     # secrets
     ("my password is Tr0ub4dor&3", "Tr0ub4dor&3", "PASSWORD"),

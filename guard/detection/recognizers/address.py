@@ -14,6 +14,9 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
+import regex
+from spacy.lang.en.stop_words import STOP_WORDS
+
 from guard.detection.recognizers.base import Finding, GuardRecognizer, digit_count_at_least
 
 if TYPE_CHECKING:
@@ -79,13 +82,14 @@ _NUMBER_WORDS_NUMBER = re.compile(
     r"(?m)^[^\w\n]*(?P<value>\d{1,5}[ \t]+(?:[^\W\d_][\w'’.\-]*[ \t]+){1,4}"
     r"\d{1,5}[A-Za-z]?)\.?[ \t]*$"
 )
-_PLACE_WORD = r"[A-ZÀ-Þ][\w'’\-]*"
+_PLACE_WORD = r"[^\W\d_][\w'’\-∆]*"
 _PLACE_JOINER = r"(?:de|di|del|della|la|le|du|da|von|am|im|upon|on|sur|an|der)"
 #: "I live in Springfield", "grew up in TRÄSLÖVSLÄGE", "moved here from Station Nord"
 _LOCATED_PLACE = re.compile(
-    rf"""\b(?:(?:i|we)(?:'m|\s+am|'re|\s+are)|live[sd]?|living|grew\s+up|born|raised
-         |moved(?:\s+here)?|relocated|based|located|staying|reside[sd]?|travell?ing|trip)
-         \s+(?:in|at|from|to|near)\s+
+    rf"""\b(?i:(?:i|we)(?:'m|\s+am|'re|\s+are)|live[sd]?|living|grew\s+up|born|raised
+         |moved(?:\s+here)?|relocated|based|located|staying|reside[sd]?|travell?ing|trip
+         |arrived|year|home\s+city|city\s+of|town\s+of)
+         \s+(?i:in|at|from|to|near)?\s*
          (?P<value>{_PLACE_WORD}(?:[ \t]+(?:{_PLACE_WORD}|{_PLACE_JOINER})){{0,4}})""",
     re.VERBOSE,
 )
@@ -138,6 +142,7 @@ class StreetAddressRecognizer(GuardRecognizer):
     BLOCK_SCORE = 0.9
 
 
+_POSTAL_IN_LINE = re.compile(rf"(?:\b{_POSTAL}|\b\d{{4,6}})\b")
 _POSTAL_END = re.compile(rf"(?:\b{_POSTAL}|\b\d{{4,6}})\s*[.,]?\s*$")
 _DIGIT_START = re.compile(r"^\d{1,6}\b")
 
@@ -179,16 +184,33 @@ def _pattern_spans(text: str) -> list[Finding]:
 def place_spans(text: str) -> list[Finding]:
     """Places named after "I live in", "grew up in", "moved here from"."""
     found = []
+    lower_text = not any(ch.isupper() for ch in text)
     for match in _LOCATED_PLACE.finditer(text):
-        start, end = match.span("value")
-        while end > start and text[end - 1] in ",.":
-            end -= 1
-        words = text[start:end].split()
-        while words and words[-1].lower() in {"de", "di", "del", "la", "le", "on", "an", "der"}:
-            end -= len(words.pop()) + 1
-        if end - start >= 3:  # noqa: PLR2004
+        start = match.start("value")
+        end = start
+        for word in re.finditer(r"\S+", match.group("value")):
+            bare = word.group().rstrip(",.;:!?")
+            proper = bare[:1].isupper() or (lower_text and bare.lower() not in _NOT_PLACES)
+            if not proper and bare.lower() not in _JOINERS:
+                break
+            end = start + word.start() + len(bare)
+            if bare != word.group():
+                break
+        value = text[start:end].split()
+        while value and value[-1].lower() in _JOINERS:
+            end -= len(value.pop()) + 1
+        if end - start >= 3 and text[start].isalpha():  # noqa: PLR2004
             found.append((start, end, 0.6))
     return found
+
+
+_JOINERS = frozenset("de di del della la le du da von am im upon on sur an der".split())
+#: Words after "I am in" / "arrived at" that are not places.
+_NOT_PLACES = frozenset(STOP_WORDS) | frozenset(
+    """a the my our your this that town city home work school office hospital hurry rush
+    meeting trouble touch charge line queue store shop mall airport station conference
+    morning evening night today tomorrow week weekend month year time""".split()
+)
 
 
 def _line_blocks(text: str) -> list[Finding]:
@@ -215,8 +237,9 @@ def _line_blocks(text: str) -> list[Finding]:
             line = _SENTENCE_CUT.split(lines[last][2], maxsplit=1)[0].strip(" ,")
             if not line or not _address_line(line):
                 break
-            if _POSTAL_END.search(line) or _ends_with_country(line):
-                end = lines[last][0] + lines[last][2].find(line) + len(line)
+            closing = _block_end(line)
+            if closing is not None:
+                end = lines[last][0] + lines[last][2].find(line) + closing
                 found.append((line_start + street, end, 0.85))
                 break
     return found
@@ -234,10 +257,15 @@ def _street_line_start(content: str) -> int | None:
     return None
 
 
-def _ends_with_country(line: str) -> bool:
-    from guard.detection.recognizers.places import COUNTRY_AT_END  # noqa: PLC0415 - no cycle
+def _block_end(line: str) -> int | None:
+    """Where a postcode or a country closes an address block on this line, if one does."""
+    from guard.detection.recognizers.places import COUNTRY  # noqa: PLC0415 - no cycle
 
-    return COUNTRY_AT_END.search(line) is not None
+    ends = [m.end() for m in _POSTAL_IN_LINE.finditer(line) if m.start() > 0]
+    ends += [m.end() for m in COUNTRY.finditer(line)]
+    if _POSTAL_END.search(line):
+        ends.append(len(line))
+    return max(ends) if ends else None
 
 
 def _comma_addresses(text: str) -> list[Finding]:
@@ -271,11 +299,13 @@ def _trim_trailing_filler(text: str, start: int, end: int) -> int:
 _SENTENCE_END = re.compile(r"[.!?](?=\s+[A-Z]|$)")
 _LINE_MARKERS = " \t>?*•|-"
 _PARTICLES = r"(?:de|di|del|della|da|do|dos|la|le|van|von|der|den|du|nad|upon|on|am|im|sur|en|y|e)"
-_TAIL_TOKEN = re.compile(
+_TAIL_TOKEN = regex.compile(
     rf"""(?:,?[ \t]+|,)(?:{_UNIT}|{_POSTAL}|(?:{_US_STATES})\b|nan\b|{_PARTICLES}\b
-        |[A-ZÀ-Þ][\w'’.\-]*)""",
-    re.VERBOSE,
+        |\p{{Lu}}[\w'’.\-]*)""",
+    regex.VERBOSE,
 )
+#: In text written wholly in lower case, place names are lower case too.
+_LOWER_TAIL_TOKEN = regex.compile(r"(?:,?[ \t]+|,)\p{Ll}[\p{Ll}'’.\-]*")
 _HOUSE_BEFORE = re.compile(r"(?:^|(?<=\s))\d{1,5}[A-Za-z]?(?:[ \t]+[\w'’.\-]+){1,4}[ \t]+$")
 _MAX_BLOCK_LINES = 4
 
@@ -296,15 +326,35 @@ def _extend_block(text: str, start: int, end: int) -> tuple[int, int]:
     before = _HOUSE_BEFORE.search(text, line_start, start)
     if before is not None:
         start = before.start()
-    # same line: units, capitalised place names, particles, state codes, postal codes
+    end = _following_lines(text, _same_line_tail(text, end))
+    # the line before, when the span starts a line and that line looks like a street line
+    if not text[line_start:start].strip(_LINE_MARKERS) and line_start > 0:
+        previous_start = text.rfind("\n", 0, line_start - 1) + 1
+        previous = text[previous_start : line_start - 1]
+        content = previous.lstrip(_LINE_MARKERS)
+        if _address_line(previous) and content[:1].isdigit():
+            start = previous_start + (len(previous) - len(content))
+    return start, end
+
+
+def _same_line_tail(text: str, end: int) -> int:
+    """Units, capitalised place names, particles, state and postal codes after a street."""
     position = end
+    lower_text = not any(ch.isupper() for ch in text)
     for _ in range(10):
         match = _TAIL_TOKEN.match(text, position)
+        if match is None and lower_text:
+            match = _LOWER_TAIL_TOKEN.match(text, position)
+            if match is not None and match.group().strip(" ,").lower() in STOP_WORDS:
+                match = None
         if match is None:
             break
         position = match.end()
-    end = position
-    # following lines, while the current line ends with the span
+    return position
+
+
+def _following_lines(text: str, end: int) -> int:
+    """Short address-like lines after the one the span ends, while it ends that line."""
     line_end = text.find("\n", end)
     lines = 0
     while line_end != -1 and not text[end:line_end].strip(" \t,") and lines < _MAX_BLOCK_LINES:
@@ -320,14 +370,7 @@ def _extend_block(text: str, start: int, end: int) -> tuple[int, int]:
             break
         line_end = next_end
         lines += 1
-    # the line before, when the span starts a line and that line looks like a street line
-    if not text[line_start:start].strip(_LINE_MARKERS) and line_start > 0:
-        previous_start = text.rfind("\n", 0, line_start - 1) + 1
-        previous = text[previous_start : line_start - 1]
-        content = previous.lstrip(_LINE_MARKERS)
-        if _address_line(previous) and content[:1].isdigit():
-            start = previous_start + (len(previous) - len(content))
-    return start, end
+    return end
 
 
 class ZipCodeRecognizer(GuardRecognizer):

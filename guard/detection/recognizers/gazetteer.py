@@ -49,7 +49,6 @@ _NOT_SURNAMES = frozenset(STOP_WORDS) | frozenset(
     here there today tomorrow yesterday now then just also still really very again
     """.split()
 )
-_SENTENCE_END = frozenset(".!?\n:;\"'“”")
 
 
 @cache
@@ -87,10 +86,12 @@ class FirstNameRecognizer(GuardRecognizer):
     def find(self, text: str) -> Iterable[Finding]:
         """First name + surname in the same case style; single first names where unambiguous.
 
-        A capitalised first name alone counts mid-sentence, or at the start of one when a
-        comma, a colon or a possessive follows ("Jessica, can I..."). A lower-case first name
-        alone counts only in text written wholly in lower case, where capitals carry no signal.
+        A capitalised first name alone counts wherever it stands (the gazetteer holds no
+        common words). A lower-case first name alone counts only in text written wholly in
+        lower case, where capitals carry no signal. In a list of words where two or more are
+        first names ("Rasmus, Jeremy, Saidali and Sara") every item is taken for a name.
         """
+        yield from self._name_lists(text)
         words = list(_WORD.finditer(text))
         all_lower = not any(ch.isupper() for ch in text)
         for index, match in enumerate(words):
@@ -103,12 +104,20 @@ class FirstNameRecognizer(GuardRecognizer):
             end = self._surname_end(text, words, index, titled)
             if end is not None:
                 yield match.start(), end, self.PAIR_SCORE if titled else self.LOWER_PAIR_SCORE
-            elif titled and (
-                not _starts_sentence(text, match.start()) or _ADDRESSING.match(text, match.end())
-            ):
-                yield match.start(), match.end(), self.SINGLE_SCORE
-            elif all_lower and word.islower():
+            elif titled or (all_lower and word.islower()):
                 yield match.start(), _possessive_end(text, match), self.SINGLE_SCORE
+
+    def _name_lists(self, text: str) -> Iterable[Finding]:
+        for match in _LIST.finditer(text):
+            items = list(_WORD.finditer(match.group()))
+            known = sum(1 for item in items if item.group().lower() in self.names)
+            if known < 2:  # noqa: PLR2004 - two names make it a list of names
+                continue
+            for item in items:
+                word = item.group()
+                if word.lower() in _NOT_SURNAMES or word.lower() == "and":
+                    continue
+                yield match.start() + item.start(), match.start() + item.end(), self.SINGLE_SCORE
 
     @staticmethod
     def _surname_end(text: str, words: list[re.Match[str]], index: int, titled: bool) -> int | None:
@@ -134,14 +143,11 @@ class FirstNameRecognizer(GuardRecognizer):
         return end
 
 
-_ADDRESSING = re.compile(r"\s*(?:,|:|['’]s\b)")
+_ITEM = r"[A-Za-zÀ-ÖØ-öø-ÿ][a-zß-öø-ÿ'’\-]+"
+#: "Rasmus, Jeremy, Jacqueline and Sara": three or more single words in a comma list.
+_LIST = re.compile(rf"\b{_ITEM}(?:,[ \t]+{_ITEM}){{2,}}(?:,?[ \t]+and[ \t]+{_ITEM})?")
 
 
 def _possessive_end(text: str, match: re.Match[str]) -> int:
     end = match.end()
     return end - 2 if text[match.start() : end].endswith(("'s", "’s")) else end
-
-
-def _starts_sentence(text: str, start: int) -> bool:
-    before = text[:start].rstrip(" \t>*?-•|")
-    return not before or before[-1] in _SENTENCE_END

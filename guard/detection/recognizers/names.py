@@ -101,9 +101,17 @@ class ChatNameRecognizer(GuardRecognizer):
 
     def find(self, text: str) -> Iterable[Finding]:
         """Names after introducing phrases, greetings and titles."""
+        lower_text = not any(ch.isupper() for ch in text)
+        for match in _TITLED.finditer(text):
+            start, end = match.span("name")
+            if not text[start].isupper() and not lower_text:
+                continue
+            trimmed = _trim_name(text, start, end)
+            if trimmed is not None:
+                # the honorific goes with the name: "Mrs." says as much as a first name
+                yield match.start(), trimmed[1], self.TITLED_SCORE
         for pattern, score, case_sensitive_name in (
             (_INTRODUCED, self.INTRODUCED_SCORE, False),
-            (_TITLED, self.TITLED_SCORE, True),
             (_ADDRESSED, self.ADDRESSED_SCORE, True),
             (_WHOLE_MESSAGE, self.WHOLE_MESSAGE_SCORE, True),
             (_SPEAKER, self.ADDRESSED_SCORE, True),

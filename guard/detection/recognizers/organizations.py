@@ -172,3 +172,43 @@ def appositive_title_recognizer() -> RegexRecognizer:
         group="value",
         score=0.6,
     )
+
+
+_ORG_WORD = r"[^\W_][\w&'’\-]*"
+#: "works at Citysourced", "the Vazquez-Riggs office", "Bridgewater is the brainchild of"
+_EMPLOYER = re.compile(
+    rf"""(?:
+        \b(?i:work(?:s|ed|ing)?[ \t]+(?:at|for)|employed[ \t]+(?:by|at)|my[ \t]+employer[ \t]+is
+          |spent[ \t]+(?:a|one|two|three|\w+)[ \t]+years?[ \t]+at|interned?[ \t]+at
+          |recorded[ \t]+for|joined|hired[ \t]+by|on[ \t]+behalf[ \t]+of)[ \t]+
+        (?P<after>{_ORG_WORD}(?:[ \t]+{_ORG_WORD}){{0,3}}?)
+        (?=[ \t]*(?:[,.;:!?\n]|$|[ \t]+(?i:as|in|on|since|for|became|and|where)\b))
+      | \b(?i:the)[ \t]+(?P<office>{_ORG_WORD}(?:[ \t]+{_ORG_WORD}){{0,3}}?)
+        [ \t]+(?i:office|offices|headquarters|hq)\b
+      | (?:^|(?<=[.!?][ \t]))(?P<subject>{_ORG_WORD}(?:[ \t]+{_ORG_WORD}){{0,3}}?)
+        [ \t]+is[ \t]+the[ \t]+brainchild
+    )""",
+    re.VERBOSE | re.MULTILINE,
+)
+
+
+class EmployerRecognizer(GuardRecognizer):
+    """ORGANIZATION: the name after "works at", "employed by", before "office is at"."""
+
+    SCORE = 0.55
+
+    def __init__(self) -> None:
+        super().__init__(entity="ORGANIZATION", name="GuardEmployerRecognizer")
+
+    def find(self, text: str) -> Iterable[Finding]:
+        """Employer names in their usual frames, if they are not plain words."""
+        lower_text = not any(ch.isupper() for ch in text)
+        for match in _EMPLOYER.finditer(text):
+            group = next(g for g in ("after", "office", "subject") if match.group(g))
+            value = match.group(group)
+            words = value.split()
+            if words[0].lower() in STOP_WORDS or words[-1].lower() in STOP_WORDS:
+                continue
+            if not lower_text and not value[0].isupper() and not value[0].isdigit():
+                continue
+            yield *match.span(group), self.SCORE

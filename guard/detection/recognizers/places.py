@@ -59,17 +59,10 @@ _AMBIGUOUS = frozenset(
 _NAMES = sorted(
     (n.strip() for n in COUNTRIES.replace("\n", "").split("|") if n.strip()), key=len, reverse=True
 )
-_ANY_CASE = re.compile(
-    r"(?<![\w\-])(?:"
-    + "|".join(re.escape(n) for n in _NAMES if n.lower() not in _AMBIGUOUS)
-    + r")(?![\w\-])",
-    re.IGNORECASE,
-)
-_CAPITALISED = re.compile(
-    r"(?<![\w\-])(?:" + "|".join(re.escape(n) for n in _NAMES) + r")(?![\w\-])"
-)
 
 _COUNTRY_ALTERNATION = "|".join(re.escape(n) for n in _NAMES)
+#: Any country name, in any case (for the end of an address block).
+COUNTRY = re.compile(rf"(?<![\w\-])(?:{_COUNTRY_ALTERNATION})(?![\w\-])", re.IGNORECASE)
 #: A line that ends with a country name (and maybe a postcode): the last line of an address.
 COUNTRY_AT_END = re.compile(
     rf"(?:^|[\s,])(?:{_COUNTRY_ALTERNATION})(?:\s+\d{{3,6}})?\s*[.,]?\s*$", re.IGNORECASE
@@ -82,6 +75,21 @@ COMMA_ADDRESS = re.compile(
 )
 
 
+def _country_index() -> dict[str, list[tuple[tuple[str, ...], str]]]:
+    """First word (lower case) -> the country names starting with it, longest first."""
+    index: dict[str, list[tuple[tuple[str, ...], str]]] = {}
+    for name in _NAMES:
+        words = tuple(_TOKEN.findall(name.lower()))
+        index.setdefault(words[0], []).append((words, name))
+    for entries in index.values():
+        entries.sort(key=lambda entry: len(entry[0]), reverse=True)
+    return index
+
+
+_TOKEN = re.compile(r"[^\W_]+(?:['’\-][^\W_]+)*")
+_COUNTRY_INDEX = _country_index()
+
+
 class CountryRecognizer(GuardRecognizer):
     """LOCATION: country and territory names; places introduced as where someone lives."""
 
@@ -91,16 +99,26 @@ class CountryRecognizer(GuardRecognizer):
         super().__init__(entity="LOCATION", name="GuardCountryRecognizer")
 
     def find(self, text: str) -> Iterable[Finding]:
-        """Every country name, and places named after "I live in", "grew up in"..."""
+        """Every country name (a word-by-word lookup), and places after "I live in"..."""
         from guard.detection.recognizers.address import place_spans  # noqa: PLC0415 - no cycle
 
         yield from place_spans(text)
-        seen: set[tuple[int, int]] = set()
-        for pattern in (_CAPITALISED, _ANY_CASE):
-            for match in pattern.finditer(text):
-                if match.span() not in seen:
-                    seen.add(match.span())
-                    yield match.start(), match.end(), self.SCORE
+        tokens = list(_TOKEN.finditer(text))
+        lowered = [t.group().lower() for t in tokens]
+        next_free = 0
+        for i, first in enumerate(lowered):
+            entries = _COUNTRY_INDEX.get(first)
+            if not entries or i < next_free:
+                continue
+            for words, name in entries:
+                if tuple(lowered[i : i + len(words)]) != words:
+                    continue
+                start, end = tokens[i].start(), tokens[i + len(words) - 1].end()
+                if name.lower() in _AMBIGUOUS and not text[start].isupper():
+                    break
+                yield start, end, self.SCORE
+                next_free = i + len(words)
+                break
 
 
 _IBAN = re.compile(r"\b[A-Za-z]{2}\d{2}(?:[ ]?[A-Za-z0-9]{4}){2,7}(?:[ ]?[A-Za-z0-9]{1,4})?\b")

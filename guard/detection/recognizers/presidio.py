@@ -8,6 +8,7 @@ never the network (Presidio's default asks the network on first use).
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any
 
 import tldextract
@@ -59,15 +60,32 @@ def _prechecked(recognizer: EntityRecognizer, precheck: Callable[[str], bool]) -
     return recognizer
 
 
+def _searches(pattern: str) -> Callable[[str], bool]:
+    """A pre-check: a small regex that any match of the recognizer must contain."""
+    compiled = re.compile(pattern, re.IGNORECASE)
+
+    def check(text: str) -> bool:
+        return compiled.search(text) is not None
+
+    return check
+
+
+#: A dot between a letter or digit and a two-letter-or-longer label: every URL has one.
+_URL_HINT = r"[a-z0-9]\.[a-z]{2,}|://"
+#: Dotted quads or colon-separated hex groups.
+_IP_HINT = r"\d{1,3}\.\d{1,3}\.\d|[0-9a-f]{1,4}::?[0-9a-f]{1,4}:"
+_MAC_HINT = r"[0-9a-f]{2}[:\-.][0-9a-f]{2}[:\-.]"
+
+
 def presidio_recognizers() -> list[EntityRecognizer]:
     """The Presidio recognizers guard runs, each with its pre-check."""
     return [
         _prechecked(OfflineEmailRecognizer(), contains_any("@")),
         _prechecked(IbanRecognizer(), digit_count_at_least(10)),
-        _prechecked(IpRecognizer(), lambda t: "." in t or ":" in t),
-        _prechecked(UrlRecognizer(), lambda t: "." in t),
+        _prechecked(IpRecognizer(), _searches(_IP_HINT)),
+        _prechecked(UrlRecognizer(), _searches(_URL_HINT)),
         _prechecked(CryptoRecognizer(), digit_count_at_least(5)),
-        _prechecked(MacAddressRecognizer(), lambda t: ":" in t or "-" in t or "." in t),
+        _prechecked(MacAddressRecognizer(), _searches(_MAC_HINT)),
         _prechecked(DateRecognizer(), digit_count_at_least(4)),
         _prechecked(UsSsnRecognizer(), digit_count_at_least(9)),
         _prechecked(UsItinRecognizer(), digit_count_at_least(9)),
