@@ -84,7 +84,8 @@ def resolve_overlaps(
             start, end = p_start, p_end
             if (start, end) != (cand.start, cand.end):
                 start, end = _trim_to_alnum(text, start, end)
-                if sum(ch.isalnum() for ch in text[start:end]) < min_piece:
+                piece = text[start:end]
+                if sum(ch.isalnum() for ch in piece) < min_piece or piece.lower() in _FILLER_WORDS:
                     continue
             kept.append(DetectedEntity(start, end, cand.entity_type, cand.score))
             taken.append((start, end))
@@ -118,22 +119,29 @@ def _trim_to_alnum(text: str, start: int, end: int) -> tuple[int, int]:
     return start, end
 
 
+#: What is left of a losing span that is not worth a label of its own.
+_FILLER_WORDS = frozenset("and or of the a an in on at to for with by from".split())
+
 #: Types that make up one postal address when they stand next to each other.
 _ADDRESS_PARTS = frozenset({"STREET_ADDRESS", "LOCATION", "ZIP_CODE"})
 
 
 def _merge_adjacent(entities: list[DetectedEntity], text: str) -> list[DetectedEntity]:
-    """Join neighbours split only by spaces, line breaks or commas into one region.
+    """Join the parts of one address split only by spaces, line breaks or commas.
 
-    Two pieces of the same type ("<LOCATION>, <LOCATION>") become one; a street address next
-    to a city, region or postal code becomes one STREET_ADDRESS: it is one address.
+    "<LOCATION>, <LOCATION>" ("Abington, MA") becomes one LOCATION, and a street address next
+    to a city, region or postal code one STREET_ADDRESS. Other neighbours stay apart: two
+    names side by side are two people, each with a pseudonym of their own, unless only a
+    space parts them ("Rodriguez" + "Domingo" is one name).
     """
     merged: list[DetectedEntity] = []
     for entity in entities:
         if merged:
             last = merged[-1]
             gap = text[last.end : entity.start]
-            same = last.entity_type == entity.entity_type
+            same = last.entity_type == entity.entity_type and (
+                entity.entity_type in _ADDRESS_PARTS or (gap and not gap.strip(" \t"))
+            )
             address = {
                 last.entity_type,
                 entity.entity_type,

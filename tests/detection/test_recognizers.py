@@ -64,8 +64,32 @@ HITS = [
     ("Account ID: Z9YPVZDFVY", "Z9YPVZDFVY", "ACCOUNT_ID"),
     ("Username: rdomingo602", "rdomingo602", "USERNAME"),
     ("member MBR-12345678", "MBR-12345678", "MEMBER_NUMBER"),
-    # countries in lower case
+    # countries in lower case, places after "I'm in"
     ("she moved here from bosnia and herzegovina", "bosnia and herzegovina", "LOCATION"),
+    ("I'm in MITTERLOBMING, at the conference", "MITTERLOBMING", "LOCATION"),
+    # names from the first-name gazetteer, in lower case and in lists
+    ("we need to add christine fiorentino as guardian", "christine fiorentino", "PERSON"),
+    ("They had 4: Rasmus, Jeremy, Saidali and Sara.", "Saidali", "PERSON"),
+    # organisations by legal form or frame, titles in apposition and in signature blocks
+    ("the contract is with Smith Ltd. now", "Smith Ltd.", "ORGANIZATION"),
+    ("Niklas spent a year at Citysourced as the assistant", "Citysourced", "ORGANIZATION"),
+    ("Susan Tougas, the immunology technologist, said hi", "immunology technologist", "TITLE"),
+    (
+        "Shannon Blomqvist\nHuman resources representative\nPracti-Plan\n12 Main Street",
+        "Human resources representative",
+        "TITLE",
+    ),
+    (
+        "Shannon Blomqvist\nHuman resources representative\nPracti-Plan\n12 Main Street",
+        "Practi-Plan",
+        "ORGANIZATION",
+    ),
+    # a postal address written over several lines
+    (
+        "send it to 52 Chorophilakis\nSchuders\n, nan\n Bangladesh 71366",
+        "52 Chorophilakis\nSchuders\n, nan\n Bangladesh 71366",
+        "STREET_ADDRESS",
+    ),
 ]
 
 
@@ -96,6 +120,15 @@ NEAR_MISSES = [
     ("card 4929381332664295", "PHONE_NUMBER"),
     # an email's domain is not a separate URL
     ("write to rdomingo602@email.com", "URL"),
+    # first names that are everyday words are not names
+    ("please check the bill payment today", "PERSON"),
+    ("the grace period ends in june", "PERSON"),
+    # "company" and "AS" are not organisations on their own
+    ("It is just our company policy to refund members", "ORGANIZATION"),
+    ("okay try OBO4TGRCUS as the account ID Please", "ORGANIZATION"),
+    ("I work at home on Fridays", "ORGANIZATION"),
+    # "I am in a hurry" names no place
+    ("I am in a hurry, sorry", "LOCATION"),
 ]
 
 

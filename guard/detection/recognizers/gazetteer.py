@@ -78,6 +78,8 @@ class FirstNameRecognizer(GuardRecognizer):
     PAIR_SCORE = 0.7
     LOWER_PAIR_SCORE = 0.6
     SINGLE_SCORE = 0.55
+    #: A list made mostly of known first names outweighs the NER's reading of one item.
+    LIST_SCORE = 0.86
 
     def __init__(self) -> None:
         super().__init__(entity="PERSON", name="GuardFirstNameRecognizer")
@@ -109,15 +111,15 @@ class FirstNameRecognizer(GuardRecognizer):
 
     def _name_lists(self, text: str) -> Iterable[Finding]:
         for match in _LIST.finditer(text):
-            items = list(_WORD.finditer(match.group()))
+            items = [i for i in _WORD.finditer(match.group()) if i.group().lower() != "and"]
             known = sum(1 for item in items if item.group().lower() in self.names)
-            if known < 2:  # noqa: PLR2004 - two names make it a list of names
+            if known < 2 or known * 2 < len(items):  # noqa: PLR2004 - half names: a list of names
                 continue
             for item in items:
                 word = item.group()
-                if word.lower() in _NOT_SURNAMES or word.lower() == "and":
+                if word.lower() in _NOT_SURNAMES:
                     continue
-                yield match.start() + item.start(), match.start() + item.end(), self.SINGLE_SCORE
+                yield match.start() + item.start(), match.start() + item.end(), self.LIST_SCORE
 
     @staticmethod
     def _surname_end(text: str, words: list[re.Match[str]], index: int, titled: bool) -> int | None:
