@@ -59,6 +59,7 @@ HITS = [
     ("my iban is gb48awjv07221741105646", "gb48awjv07221741105646", "IBAN_CODE"),
     ("ssn 284-89-3485", "284-89-3485", "US_SSN"),
     ("from 192.168.0.12", "192.168.0.12", "IP_ADDRESS"),
+    ("keep getting address 86.231.85.193 blocked", "86.231.85.193", "IP_ADDRESS"),
     # organisation-specific identifiers from policies/recognizers.yaml
     ("Order ID: 0598261718", "0598261718", "ORDER_ID"),
     ("Account ID: Z9YPVZDFVY", "Z9YPVZDFVY", "ACCOUNT_ID"),

@@ -102,10 +102,15 @@ _PO_BOX = re.compile(
 )
 #: Whatever follows an address introduction, up to the end of the clause.
 _INTRODUCED_ADDRESS = re.compile(
-    r"""\b(?:address(?:\s+is|\s+was|\s+will\s+be)?|lives?\s+at|living\s+at|located\s+at|moved\s+to
+    r"""\b(?:(?<!ip\s)(?<!e-mail\s)(?<!email\s)(?<!mac\s)(?<!web\s)(?<!wallet\s)
+         address(?:\s+is|\s+was|\s+will\s+be)?|lives?\s+at|living\s+at|located\s+at|moved\s+to
          |(?:ship|send|deliver|mail)(?:ped|ed)?\s+(?:it\s+|them\s+)?to|reside[sd]?\s+at|resides\s+at)
          \s*[:\-]?\s*(?P<value>[^\n.;!?]*\d[^\n;!?]*?)(?=[.;!?]\s|[.;!?]?$|\n)""",
     re.VERBOSE | re.IGNORECASE,
+)
+#: "address" followed by an IP, an email or a URL is not a postal address.
+_NOT_POSTAL = re.compile(
+    r"@|://|\bwww\.|\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}|[0-9a-f]{1,4}:[0-9a-f]{1,4}:", re.IGNORECASE
 )
 _ZIP_WITH_CONTEXT = re.compile(
     r"\b(?:zip|postal|post)\s*(?:code)?\s*(?:is|was|:)?\s*(?P<value>\d{5}(?:-\d{4})?|\d{4})\b"
@@ -176,8 +181,8 @@ def _pattern_spans(text: str) -> list[Finding]:
         if lead is not None:
             start = lead.end()
         end = _trim_trailing_filler(text, start, end)
-        if end - start >= 4:  # noqa: PLR2004
-            base.append((start, end, 0.65))
+        if end - start >= 4 and not _NOT_POSTAL.search(text, start, end):  # noqa: PLR2004
+            base.append((start, end, 0.55))
     return base
 
 
