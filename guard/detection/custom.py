@@ -11,11 +11,11 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Annotated, Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from guard.detection.recognizers.base import RegexRecognizer
 from guard.errors import PolicyError
+from guard.policyfiles import read_policy_yaml
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -121,19 +121,6 @@ class TenantsFile(BaseModel):
         return self.default.merged(self.tenants[tenant])
 
 
-def _read_yaml(path: Path) -> Any:  # noqa: ANN401 - YAML is untyped until validated
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise PolicyError(f"{path}: cannot read ({exc.strerror or type(exc).__name__})") from None
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise PolicyError(f"{path}: not valid YAML{where}") from None
-
-
 def _describe(path: Path, data: Any, exc: ValidationError) -> str:  # noqa: ANN401
     """Name the bad entry by its index and, where it has one, its name."""
     problems = []
@@ -155,7 +142,7 @@ def load_recognizers_file(path: Path) -> RecognizersFile:
     """Read and validate ``recognizers.yaml``; a missing file means no custom recognizers."""
     if not path.exists():
         return RecognizersFile(version=1)
-    data = _read_yaml(path)
+    data = read_policy_yaml(path)
     try:
         return RecognizersFile.model_validate(data)
     except ValidationError as exc:
@@ -166,7 +153,7 @@ def load_tenants_file(path: Path) -> TenantsFile:
     """Read and validate ``tenants.yaml``; a missing file means empty lists."""
     if not path.exists():
         return TenantsFile(version=1)
-    data = _read_yaml(path)
+    data = read_policy_yaml(path)
     try:
         return TenantsFile.model_validate(data)
     except ValidationError as exc:

@@ -13,10 +13,10 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from guard.errors import InvalidInputError, PolicyError
+from guard.policyfiles import read_policy_yaml
 from guard.redaction.operators import (
     Operator,
     OperatorParamsError,
@@ -180,19 +180,6 @@ class RedactionPolicy:
         return f"RedactionPolicy(channels={self.channels!r}, field_rules={len(self._field_rules)})"
 
 
-def _read_yaml(path: Path) -> Any:  # noqa: ANN401 - YAML is untyped until validated
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise PolicyError(f"{path}: cannot read ({exc.strerror or type(exc).__name__})") from None
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise PolicyError(f"{path}: not valid YAML{where}") from None
-
-
 def _describe(source: str, exc: ValidationError) -> str:
     problems = []
     for error in exc.errors():
@@ -217,4 +204,4 @@ def load_redaction_policy(
     path: Path, *, registry: OperatorRegistry | None = None
 ) -> RedactionPolicy:
     """Read, validate and build ``policies/redaction.yaml`` (or another file)."""
-    return parse_redaction_policy(_read_yaml(path), source=str(path), registry=registry)
+    return parse_redaction_policy(read_policy_yaml(path), source=str(path), registry=registry)
