@@ -14,15 +14,19 @@ import sys
 import tempfile
 import time
 import warnings
+from collections import Counter
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
 import click
+import structlog
 
 from guard.config import Settings, get_settings
 from guard.errors import GuardError, InputTooLargeError, InvalidInputError
 from guard.logging import configure_logging
+
+log = structlog.get_logger(__name__)
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -86,6 +90,7 @@ def models_install(settings: Settings, force: bool) -> None:
     name = settings.nlp_model if settings.nlp_model in PINNED_MODELS else DEFAULT_MODEL
     path = install_pinned_model(settings, name=name, force=force)
     pinned = PINNED_MODELS[name]
+    log.info("model.installed", model=name, version=pinned.version, path=str(path))
     click.echo(
         f"{name} {pinned.version} installed at {path} (sha256 {pinned.sha256[:12]}… verified)"
     )
@@ -184,6 +189,12 @@ def redact(
         return
     entities = detector.analyze(text, tenant=tenant)
     result = redactor.redact_text(text, entities, channel=channel, tenant=tenant, scope=scope)
+    log.info(
+        "redact.finished",
+        channel=channel,
+        tenant=tenant,
+        entities=dict(Counter(item.entity_type for item in result.items)),
+    )
     click.echo(result.text, nl=not result.text.endswith("\n"))
     if show_entities:
         for item in result.items:
@@ -346,6 +357,7 @@ def detect(
                 )
                 bar.update(1)
     elapsed = time.perf_counter() - started
+    log.info("detect.finished", texts=len(records), seconds=round(elapsed, 3))
     click.echo(
         f"{len(records)} texts in {elapsed:.2f} s "
         f"({len(records) / elapsed if elapsed else 0:.0f}/s) -> {output_path}",

@@ -6,6 +6,7 @@ import warnings
 from typing import TYPE_CHECKING
 
 import pytest
+import structlog
 
 from guard.config import PROJECT_ROOT, Settings
 from guard.detection.engine import Detector
@@ -37,3 +38,10 @@ def data_dir() -> Path:
     if not DATA_DIR.is_dir():
         pytest.skip("../shared/data/pii is not beside this checkout")
     return DATA_DIR
+
+
+@pytest.fixture(autouse=True)
+def _fresh_structlog() -> Iterator[None]:
+    """The CLI configures structlog for its process; give every test the defaults back."""
+    yield
+    structlog.reset_defaults()
