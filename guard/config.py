@@ -40,6 +40,51 @@ class Settings(BaseSettings):
     #: Texts longer than this are rejected rather than analysed (bytes of UTF-8).
     max_text_bytes: int = Field(default=1_000_000, gt=0)
 
+    # --- storage -------------------------------------------------------------------------
+    #: Where the embedded defaults keep their files (SQLite database, audit JSONL).
+    var_dir: Path = PROJECT_ROOT / "var"
+    #: SQLAlchemy URL; unset means the embedded SQLite file ``var/guard.db``.
+    #: PostgreSQL: ``postgresql+psycopg://user@host:5432/dbname``.
+    database_url: SecretStr | None = None
+
+    # --- API -----------------------------------------------------------------------------
+    host: str = "127.0.0.1"
+    port: int = Field(default=8400, ge=1, le=65535)
+    workers: int = Field(default=1, ge=1, le=64)
+    #: Largest request body accepted (bytes); larger requests get 413.
+    max_body_bytes: int = Field(default=2_000_000, gt=0)
+    #: Most texts in one batch request; more get 422.
+    max_batch_size: int = Field(default=256, ge=1)
+
+    # --- authentication ------------------------------------------------------------------
+    #: JWT bearer tokens: accepted algorithms, issuer and audience checked on every token.
+    jwt_algorithms: list[Literal["HS256", "RS256", "ES256"]] = Field(
+        default_factory=lambda: ["RS256", "ES256"]
+    )
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    #: HS256 shared secret (``GUARD_JWT_SECRET``), or a PEM public key file, or a JWKS file.
+    jwt_secret: SecretStr | None = None
+    jwt_public_key_file: Path | None = None
+    jwt_jwks_file: Path | None = None
+    #: Claims that carry the principal's role and tenant (the subject is ``sub``).
+    jwt_role_claim: str = "role"
+    jwt_tenant_claim: str = "tenant"
+
+    # --- audit ---------------------------------------------------------------------------
+    #: A signed checkpoint (sequence, head hash) every N events or T seconds, whichever first.
+    audit_checkpoint_events: int = Field(default=1000, ge=1)
+    audit_checkpoint_seconds: float = Field(default=60.0, gt=0)
+    #: Also append every audit event to this JSONL file (for a log shipper); unset: table only.
+    audit_jsonl_path: Path | None = None
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        """The database URL in force: GUARD_DATABASE_URL or the embedded SQLite file."""
+        if self.database_url is not None:
+            return self.database_url.get_secret_value()
+        return f"sqlite:///{self.var_dir / 'guard.db'}"
+
     @property
     def model_dir(self) -> Path:
         """Where ``guard models install`` extracts pinned NLP models."""
