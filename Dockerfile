@@ -1,6 +1,5 @@
-# guard: redaction engine image. Build: docker build -t guard .
-# Run:   echo "call me at (845) 450-5693" | docker run -i --rm -e GUARD_REDACTION_KEY=... guard
-# The same steps run by hand on a machine without Docker: `make setup` (see README).
+# guard: the API image. Build: docker build -t guard .   Run: docker compose up
+# The same steps run by hand on a machine without Docker: `make run` (see README).
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -8,9 +7,12 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     GUARD_ENV=production \
+    GUARD_HOST=0.0.0.0 \
+    GUARD_PORT=8400 \
     GUARD_CACHE_DIR=/opt/guard/cache \
     GUARD_POLICIES_DIR=/opt/guard/policies \
-    GUARD_KEYS_DIR=/var/lib/guard/keys
+    GUARD_KEYS_DIR=/var/lib/guard/keys \
+    GUARD_VAR_DIR=/var/lib/guard/var
 
 WORKDIR /opt/guard
 COPY pyproject.toml README.md ./
@@ -19,10 +21,13 @@ COPY policies ./policies
 RUN pip install . \
     && guard models install \
     && useradd --system --uid 10001 --home-dir /var/lib/guard --create-home guard \
-    && mkdir -p /var/lib/guard/keys && chown -R guard:guard /var/lib/guard
+    && mkdir -p /var/lib/guard/keys /var/lib/guard/var \
+    && chown -R guard:guard /var/lib/guard
 
 USER guard
+EXPOSE 8400
 # The model is baked into the image: a container never downloads anything at run time.
-HEALTHCHECK --interval=30s --timeout=10s --retries=3 CMD ["guard", "models", "status"]
+HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
+    CMD ["python", "-c", "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8400/readyz', timeout=4).status == 200 else 1)"]
 ENTRYPOINT ["guard"]
-CMD ["redact"]
+CMD ["serve"]

@@ -72,6 +72,64 @@ def _detector(settings: Settings) -> Detector:
     return Detector(settings=settings)
 
 
+def _register_groups() -> None:
+    """Command groups that live with their capability (access, audit)."""
+    from guard.access.cli import policies, principals  # noqa: PLC0415
+    from guard.audit.cli import audit  # noqa: PLC0415
+
+    main.add_command(principals)
+    main.add_command(policies)
+    main.add_command(audit)
+
+
+# --------------------------------------------------------------------------- serve
+
+
+@main.command()
+@click.option("--host", default=None, help="Interface to listen on (GUARD_HOST, 127.0.0.1).")
+@click.option(
+    "--port", default=None, type=click.IntRange(1, 65535), help="Port (GUARD_PORT, 8400)."
+)
+@click.option(
+    "--workers", default=None, type=click.IntRange(1, 64), help="Processes (GUARD_WORKERS)."
+)
+@click.pass_obj
+def serve(settings: Settings, host: str | None, port: int | None, workers: int | None) -> None:
+    """Run the HTTP API (uvicorn) with the embedded defaults unless configured otherwise."""
+    import uvicorn  # noqa: PLC0415
+
+    from guard.api.services import build_services  # noqa: PLC0415
+
+    host = host or settings.host
+    port = port or settings.port
+    workers = workers or settings.workers
+    # fail here, with a clear message, if the model, policies, keys or database are not usable
+    services = build_services(settings)
+    keys = services.api_keys.list()
+    where = "embedded SQLite " + str(settings.var_dir / "guard.db")
+    if settings.database_url is not None:
+        where = "GUARD_DATABASE_URL"
+    click.echo(
+        f"guard {settings.env} on http://{host}:{port}  (API docs: http://{host}:{port}/docs)"
+    )
+    click.echo(f"  database: {where}; policies: {settings.policies_dir}; workers: {workers}")
+    if not keys:
+        click.echo(
+            "  no API keys yet - create the first one (it is shown once) with:\n"
+            "    .venv/bin/guard principals create --name me --role admin --tenant acme"
+        )
+    services.engine.dispose()
+    uvicorn.run(
+        "guard.api.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level=settings.log_level,
+        access_log=False,
+    )
+
+
 # --------------------------------------------------------------------------- models
 
 
@@ -455,6 +513,8 @@ def evaluate(
         for record_id, label in reports[0].leaks:
             click.echo(f"missed: {record_id} {label}")
 
+
+_register_groups()
 
 if __name__ == "__main__":
     main()

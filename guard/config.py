@@ -12,6 +12,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
+JwtAlgorithm = Literal["HS256", "RS256", "ES256"]
+_DEFAULT_JWT_ALGORITHMS: list[JwtAlgorithm] = ["RS256", "ES256"]
+
+
 def _default_cache_dir() -> Path:
     return Path.home() / ".cache" / "guard"
 
@@ -58,9 +62,7 @@ class Settings(BaseSettings):
 
     # --- authentication ------------------------------------------------------------------
     #: JWT bearer tokens: accepted algorithms, issuer and audience checked on every token.
-    jwt_algorithms: list[Literal["HS256", "RS256", "ES256"]] = Field(
-        default_factory=lambda: ["RS256", "ES256"]
-    )
+    jwt_algorithms: list[JwtAlgorithm] = Field(default_factory=_DEFAULT_JWT_ALGORITHMS.copy)
     jwt_issuer: str | None = None
     jwt_audience: str | None = None
     #: HS256 shared secret (``GUARD_JWT_SECRET``), or a PEM public key file, or a JWKS file.

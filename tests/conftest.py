@@ -1,12 +1,16 @@
-"""Shared fixtures: settings isolated from the developer's environment, one loaded detector."""
+"""Shared fixtures: isolated settings, one detector, fresh SQLite and PostgreSQL databases."""
 
 from __future__ import annotations
 
+import os
+import uuid
 import warnings
 from typing import TYPE_CHECKING
 
 import pytest
+import sqlalchemy
 import structlog
+from pydantic import SecretStr
 
 from guard.config import PROJECT_ROOT, Settings
 from guard.detection.engine import Detector
@@ -45,3 +49,55 @@ def _fresh_structlog() -> Iterator[None]:
     """The CLI configures structlog for its process; give every test the defaults back."""
     yield
     structlog.reset_defaults()
+
+
+# ---------------------------------------------------------------------------- databases
+# Storage-backed tests run against both the embedded SQLite file and PostgreSQL
+# (127.0.0.1:5432, trust auth, database `test`). Each test gets its own SQLite file or its own
+# PostgreSQL schema, migrated to head, and dropped afterwards: tests never see each other's rows.
+
+POSTGRES_URL = os.environ.get(
+    "GUARD_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_settings(
+    request: pytest.FixtureRequest, tmp_path: Path, settings: Settings
+) -> Iterator[Settings]:
+    """Settings whose database is a fresh, migrated SQLite file or PostgreSQL schema."""
+    from guard.storage.engine import create_engine_for  # noqa: PLC0415
+    from guard.storage.migrate import upgrade_to_head  # noqa: PLC0415
+
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'guard.db'}"
+        configured = settings.model_copy(
+            update={"database_url": SecretStr(url), "var_dir": tmp_path}
+        )
+        engine = create_engine_for(configured)
+        upgrade_to_head(engine)
+        engine.dispose()
+        yield configured
+        return
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = sqlalchemy.create_engine(POSTGRES_URL)
+    with admin.begin() as conn:
+        conn.execute(sqlalchemy.text(f'CREATE SCHEMA "{schema}"'))
+    schema_url = sqlalchemy.engine.make_url(POSTGRES_URL).update_query_dict(
+        {"options": f"-csearch_path={schema}"}
+    )
+    configured = settings.model_copy(
+        update={
+            "database_url": SecretStr(schema_url.render_as_string(hide_password=False)),
+            "var_dir": tmp_path,
+        }
+    )
+    engine = create_engine_for(configured)
+    upgrade_to_head(engine)
+    engine.dispose()
+    try:
+        yield configured
+    finally:
+        with admin.begin() as conn:
+            conn.execute(sqlalchemy.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()

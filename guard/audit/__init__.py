@@ -1,0 +1,1 @@
+"""Audit: hash-chained, HMAC'd events with signed checkpoints, verification and review."""

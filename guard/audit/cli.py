@@ -1,0 +1,172 @@
+"""``guard audit``: verify the chain, search it, export it. Reading the trail is itself audited.
+
+Register with ``main.add_command(audit)``; commands receive :class:`~guard.config.Settings` as
+``ctx.obj``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
+
+import click
+
+from guard.audit.schemas import AuditFilters, ExportFormat
+from guard.audit.service import AuditTrail
+from guard.storage.engine import create_engine_for, make_session_factory
+from guard.storage.migrate import upgrade_to_head
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
+    from guard.config import Settings
+
+#: The principal recorded for reads made from the command line.
+CLI_PRINCIPAL = "cli"
+EXIT_BROKEN = 1
+
+
+@contextlib.contextmanager
+def _trail(settings: Settings) -> Iterator[AuditTrail]:
+    engine = create_engine_for(settings)
+    try:
+        upgrade_to_head(engine)
+        yield AuditTrail(settings, make_session_factory(engine))
+    finally:
+        engine.dispose()
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=UTC)
+
+
+def _filter_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    options = [
+        click.option("--since", type=click.DateTime(), help="From this UTC time (inclusive)."),
+        click.option("--until", type=click.DateTime(), help="Before this UTC time."),
+        click.option("--principal", help="Who acted."),
+        click.option("--role", help="In which role."),
+        click.option("--tenant", help="In which tenant."),
+        click.option("--action", help="e.g. redact, reveal, audit.export."),
+        click.option("--decision", type=click.Choice(["allow", "deny"])),
+        click.option("--customer", help="A customer id; matched by its keyed hash."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _filters(options: dict[str, Any]) -> AuditFilters:
+    return AuditFilters(
+        since=_utc(options["since"]),
+        until=_utc(options["until"]),
+        principal=options["principal"],
+        role=options["role"],
+        tenant=options["tenant"],
+        action=options["action"],
+        decision=options["decision"],
+        customer=options["customer"],
+    )
+
+
+def _filter_details(filters: AuditFilters) -> dict[str, str | int | bool]:
+    """Which filters a review used (names only; the customer goes in hashed as ``customer``)."""
+    used = [name for name, value in filters.model_dump().items() if value is not None]
+    return {"filters": ",".join(used)}
+
+
+@click.group("audit")
+def audit() -> None:
+    """Verify, search and export the audit trail."""
+
+
+@audit.command("verify")
+@click.option("--batch-size", default=10_000, show_default=True, type=click.IntRange(min=100))
+@click.pass_obj
+def verify_command(settings: Settings, batch_size: int) -> None:
+    """Check every event and signed checkpoint; exit 1 at the first sign of tampering."""
+    with _trail(settings) as trail:
+        report = trail.verify(batch_size=batch_size)
+        trail.record(
+            action="audit.verify",
+            resource="audit",
+            decision="allow",
+            outcome="success" if report.ok else "failure",
+            principal=CLI_PRINCIPAL,
+            details={"events": report.events_checked, "ok": report.ok},
+        )
+    if report.ok:
+        click.echo(
+            f"audit chain intact: {report.events_checked} events, "
+            f"{report.checkpoints_checked} signed checkpoints verified"
+        )
+        return
+    click.echo(
+        f"audit chain broken at seq {report.first_bad_seq}: {report.finding} ({report.detail})"
+    )
+    sys.exit(EXIT_BROKEN)
+
+
+@audit.command("search")
+@_filter_options
+@click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 10_000))
+@click.option("--cursor", type=click.IntRange(min=0), help="Continue after this seq.")
+@click.pass_obj
+def search_command(settings: Settings, /, limit: int, cursor: int | None, **options: Any) -> None:  # noqa: ANN401 - click options
+    """Print matching events as JSON lines; the next cursor goes to stderr."""
+    filters = _filters(options)
+    with _trail(settings) as trail:
+        page = trail.search(filters, limit=limit, cursor=cursor)
+        trail.record(
+            action="audit.search",
+            resource="audit",
+            decision="allow",
+            outcome="success",
+            principal=CLI_PRINCIPAL,
+            customer=filters.customer,
+            details={**_filter_details(filters), "results": len(page.events)},
+        )
+    for event in page.events:
+        click.echo(event.model_dump_json())
+    if page.next_cursor is not None:
+        click.echo(f"next cursor: {page.next_cursor}", err=True)
+
+
+@audit.command("export")
+@_filter_options
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl")
+@click.option("--output", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.pass_obj
+def export_command(settings: Settings, /, fmt: str, output: Path, **options: Any) -> None:  # noqa: ANN401 - click options
+    """Write matching events to OUTPUT (JSONL or CSV); the file appears only when complete."""
+    filters = _filters(options)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with _trail(settings) as trail:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{output.name}.", dir=output.parent)
+        tmp = Path(tmp_name)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8", newline="") as out:
+                count = trail.export(filters, cast("ExportFormat", fmt), out)
+                out.flush()
+                os.fsync(out.fileno())
+            tmp.replace(output)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        trail.record(
+            action="audit.export",
+            resource="audit",
+            decision="allow",
+            outcome="success",
+            principal=CLI_PRINCIPAL,
+            customer=filters.customer,
+            details={**_filter_details(filters), "format": fmt, "rows": count},
+        )
+    click.echo(f"exported {count} events to {output}")

@@ -1,0 +1,77 @@
+"""Audit review endpoints: search the caller's tenant's events, verify the chain. Both audited."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request
+
+from guard.access.permissions import AUDIT_READ, AUDIT_VERIFY
+from guard.api.security import Caller, requires, services_of
+from guard.audit.schemas import AuditFilters, AuditPage, Decision, VerifyReport
+
+router = APIRouter(prefix="/v1/audit", tags=["audit"])
+
+
+@router.get("/events", response_model=AuditPage)
+def search_events(
+    request: Request,
+    caller: Annotated[Caller, Depends(requires(AUDIT_READ))],
+    since: datetime | None = None,
+    until: datetime | None = None,
+    principal: str | None = None,
+    role: str | None = None,
+    action: str | None = None,
+    decision: Decision | None = None,
+    customer: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    cursor: Annotated[int | None, Query(ge=0)] = None,
+) -> AuditPage:
+    """Events of the caller's tenant matching the filters, oldest first, by seq cursor."""
+    audit = services_of(request).audit
+    filters = AuditFilters(
+        since=since,
+        until=until,
+        principal=principal,
+        role=role,
+        tenant=caller.principal.tenant,
+        action=action,
+        decision=decision,
+        customer=customer,
+    )
+    page = audit.search(filters, limit=limit, cursor=cursor)
+    audit.record(
+        action="audit.search",
+        resource=request.url.path,
+        decision="allow",
+        outcome="success",
+        principal=caller.principal.id,
+        role=caller.principal.role,
+        tenant=caller.principal.tenant,
+        request_id=caller.request_id,
+        customer=customer,
+        details={"results": len(page.events)},
+    )
+    return page
+
+
+@router.get("/verify", response_model=VerifyReport)
+def verify_trail(
+    request: Request, caller: Annotated[Caller, Depends(requires(AUDIT_VERIFY))]
+) -> VerifyReport:
+    """Verify the whole chain and its signed checkpoints."""
+    audit = services_of(request).audit
+    report = audit.verify()
+    audit.record(
+        action="audit.verify",
+        resource=request.url.path,
+        decision="allow",
+        outcome="success" if report.ok else "failure",
+        principal=caller.principal.id,
+        role=caller.principal.role,
+        tenant=caller.principal.tenant,
+        request_id=caller.request_id,
+        details={"events": report.events_checked, "ok": report.ok},
+    )
+    return report

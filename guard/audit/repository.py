@@ -1,0 +1,137 @@
+"""All queries of the audit trail: append under the chain lock, stream, search, checkpoints."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, cast
+
+from sqlalchemy import func, insert, select, text
+
+from guard.audit.models import AuditCheckpoint, AuditEvent
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Sequence
+    from datetime import datetime
+
+    from sqlalchemy import Row, Select, Table
+    from sqlalchemy.orm import Session
+
+    from guard.audit.schemas import AuditFilters
+
+#: Advisory lock class id for the audit chain ("gaud"); the object id is the table's oid, so
+#: separate schemas (one per test, one per deployment) do not block each other.
+_CHAIN_LOCK_CLASS = 0x67617564
+
+_EVENTS = cast("Table", AuditEvent.__table__)
+_CHECKPOINTS = cast("Table", AuditCheckpoint.__table__)
+
+
+class AuditRepository:
+    """Queries over audit_events and audit_checkpoints within one session."""
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    def lock_chain(self) -> None:
+        """Serialise appenders until this transaction ends (PostgreSQL advisory lock).
+
+        On SQLite the session's transaction already began with ``BEGIN IMMEDIATE``.
+        """
+        if self._session.get_bind().dialect.name == "postgresql":
+            self._session.execute(
+                text(
+                    "SELECT pg_advisory_xact_lock(:cls, "
+                    "CAST(CAST(CAST('audit_events' AS regclass) AS oid) AS integer))"
+                ),
+                {"cls": _CHAIN_LOCK_CLASS},
+            )
+
+    def head(self) -> tuple[int, str] | None:
+        """(seq, hash) of the newest event, or None for an empty chain."""
+        row = self._session.execute(
+            select(AuditEvent.seq, AuditEvent.hash).order_by(AuditEvent.seq.desc()).limit(1)
+        ).first()
+        return None if row is None else (row.seq, row.hash)
+
+    def last_checkpoint(self) -> tuple[int, datetime] | None:
+        """(seq, ts) of the newest checkpoint, or None."""
+        row = self._session.execute(
+            select(AuditCheckpoint.seq, AuditCheckpoint.ts)
+            .order_by(AuditCheckpoint.seq.desc())
+            .limit(1)
+        ).first()
+        return None if row is None else (row.seq, row.ts)
+
+    def first_event_ts(self) -> datetime | None:
+        """Timestamp of event 1 (the reference time before the first checkpoint)."""
+        return self._session.execute(
+            select(AuditEvent.ts).order_by(AuditEvent.seq).limit(1)
+        ).scalar_one_or_none()
+
+    def insert_event(self, row: dict[str, Any]) -> None:
+        """Insert one sealed event row."""
+        self._session.execute(insert(_EVENTS), [row])
+
+    def insert_events(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Insert many sealed event rows in one statement batch (bulk loads, benchmarks)."""
+        if rows:
+            self._session.execute(insert(_EVENTS), list(rows))
+
+    def insert_checkpoint(self, row: dict[str, Any]) -> None:
+        """Insert one signed checkpoint row."""
+        self._session.execute(insert(_CHECKPOINTS), [row])
+
+    def count_events(self) -> int:
+        """Number of events stored."""
+        return self._session.execute(select(func.count()).select_from(_EVENTS)).scalar_one()
+
+    def stream_events(self, *, batch_size: int, after_seq: int = 0) -> Iterator[Row[Any]]:
+        """Every event in seq order, fetched in keyset batches (bounded memory)."""
+        last = after_seq
+        while True:
+            rows = self._session.execute(
+                select(_EVENTS)
+                .where(_EVENTS.c.seq > last)
+                .order_by(_EVENTS.c.seq)
+                .limit(batch_size)
+            ).all()
+            yield from rows
+            if len(rows) < batch_size:
+                return
+            last = rows[-1].seq
+
+    def checkpoints(self) -> Sequence[Row[Any]]:
+        """Every checkpoint in seq order."""
+        return self._session.execute(select(_CHECKPOINTS).order_by(_CHECKPOINTS.c.seq)).all()
+
+    @staticmethod
+    def _filtered(
+        query: Select[Any], filters: AuditFilters, customer_hash: str | None
+    ) -> Select[Any]:
+        if filters.since is not None:
+            query = query.where(AuditEvent.ts >= filters.since)
+        if filters.until is not None:
+            query = query.where(AuditEvent.ts < filters.until)
+        for column, value in (
+            (AuditEvent.principal, filters.principal),
+            (AuditEvent.role, filters.role),
+            (AuditEvent.tenant, filters.tenant),
+            (AuditEvent.action, filters.action),
+            (AuditEvent.decision, filters.decision),
+            (AuditEvent.customer, customer_hash),
+        ):
+            if value is not None:
+                query = query.where(column == value)
+        return query
+
+    def search(
+        self,
+        filters: AuditFilters,
+        *,
+        customer_hash: str | None,
+        limit: int,
+        after_seq: int = 0,
+    ) -> Sequence[AuditEvent]:
+        """Events matching ``filters`` with seq > ``after_seq``, in seq order, at most ``limit``."""
+        query = self._filtered(select(AuditEvent), filters, customer_hash)
+        query = query.where(AuditEvent.seq > after_seq).order_by(AuditEvent.seq).limit(limit)
+        return self._session.execute(query).scalars().all()

@@ -1,0 +1,68 @@
+"""Pydantic I/O of the audit trail: review filters, events as read, pages, verify reports."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Decision = Literal["allow", "deny"]
+Outcome = Literal["success", "failure", "error"]
+Finding = Literal["edited", "deleted", "inserted", "reordered", "truncated"]
+ExportFormat = Literal["jsonl", "csv"]
+
+
+class AuditFilters(BaseModel):
+    """What a compliance review looks for; every field narrows the result (AND)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    since: datetime | None = None
+    until: datetime | None = None
+    principal: str | None = None
+    role: str | None = None
+    tenant: str | None = None
+    action: str | None = None
+    decision: Decision | None = None
+    #: The raw customer id; it is compared by its keyed hash and never stored or echoed.
+    customer: str | None = Field(default=None, repr=False)
+
+
+class AuditEventRead(BaseModel):
+    """One event as stored (customer is the keyed hash)."""
+
+    seq: int
+    ts: datetime
+    principal: str | None
+    role: str | None
+    tenant: str | None
+    action: str
+    resource: str
+    decision: str
+    outcome: str
+    request_id: str | None
+    customer: str | None
+    entity_counts: dict[str, int]
+    details: dict[str, str | int | bool]
+    prev_hash: str
+    hash: str
+    hmac: str
+
+
+class AuditPage(BaseModel):
+    """A page of events in sequence order; pass ``next_cursor`` back for the next page."""
+
+    events: list[AuditEventRead]
+    next_cursor: int | None
+
+
+class VerifyReport(BaseModel):
+    """Outcome of verifying the chain: the first problem found, if any."""
+
+    ok: bool
+    events_checked: int
+    checkpoints_checked: int
+    first_bad_seq: int | None = None
+    finding: Finding | None = None
+    detail: str | None = None

@@ -1,0 +1,1 @@
+"""Storage: the engine, sessions and Alembic migrations shared by every capability."""

@@ -1,0 +1,49 @@
+"""An app per test on a fresh database (SQLite and PostgreSQL), sharing one loaded model."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import pytest
+from fastapi.testclient import TestClient
+
+from guard.api.app import create_app
+from guard.api.services import Services, build_services
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
+
+    from guard.config import Settings
+    from guard.detection.engine import Detector
+
+
+@dataclass
+class Api:
+    """A test client, the services behind it, and one API key per role (tenant acme)."""
+
+    client: TestClient
+    services: Services
+    keys: dict[str, str]
+    settings: Settings
+
+    def headers(self, role: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.keys[role]}"}
+
+
+@pytest.fixture
+def api(db_settings: Settings, detector: Detector, tmp_path: Path) -> Iterator[Api]:
+    settings = db_settings.model_copy(update={"audit_jsonl_path": tmp_path / "audit.jsonl"})
+    services = build_services(settings, detector=detector)
+    keys = {}
+    for role in ("agent", "supervisor", "compliance_officer", "analyst", "admin"):
+        _, key = services.api_keys.create(name=f"test-{role}", role=role, tenant="acme")
+        keys[role] = key
+    _, keys["other_tenant_supervisor"] = services.api_keys.create(
+        name="other", role="supervisor", tenant="globex"
+    )
+    app = create_app(services=services)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        yield Api(client=client, services=services, keys=keys, settings=settings)
+    services.engine.dispose()
