@@ -1,5 +1,5 @@
 # guard: two commands on a fresh machine.
-#   make run   - set up (virtualenv, dependencies, NLP model) and run guard on an example
+#   make run   - set up (virtualenv, dependencies, NLP model) and serve the API (embedded defaults)
 #   make test  - set up, run the linters, then the whole test suite
 # Every target is idempotent: re-running it does only what is missing.
 
@@ -8,7 +8,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
 
-.PHONY: setup model run test lint bench clean
+.PHONY: setup model run demo test lint bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,9 @@ model: $(STAMP)
 	$(BIN)/guard models install
 
 run: setup
+	$(BIN)/guard serve
+
+demo: setup
 	$(BIN)/guard redact --tenant acme --show-entities examples/conversation.txt
 
 test: setup
@@ -36,6 +39,8 @@ lint: $(STAMP)
 
 bench: setup
 	$(BIN)/python bench/detect.py
+	$(BIN)/python bench/api.py
+	$(BIN)/python bench/audit.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -11,7 +11,8 @@ against
 
 It then measures, in process, what authentication + authorization + audit add to one request
 (API-key lookup, Casbin decision, one chained audit append committed to the database), on SQLite
-and, if reachable, PostgreSQL. Results: bench/results/api.json.
+(synchronous=FULL, the default: every commit synced to disk; and NORMAL) and, if reachable,
+PostgreSQL. Results: bench/results/api.json.
 
     .venv/bin/python bench/api.py [--requests 400] [--concurrency 1 4 16]
 
@@ -129,7 +130,11 @@ def start(cmd: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
 
 
 def security_overhead(
-    database_url: str | None, workdir: Path, rounds: int = 2000
+    database_url: str | None,
+    workdir: Path,
+    rounds: int = 2000,
+    *,
+    sqlite_synchronous: str = "full",
 ) -> dict[str, float]:
     """Time authenticate + enforce + audit append, in process, per request."""
     from guard.access.permissions import REDACT  # noqa: PLC0415
@@ -137,7 +142,11 @@ def security_overhead(
     from guard.config import Settings  # noqa: PLC0415
     from guard.detection.engine import Detector  # noqa: PLC0415
 
-    update: dict[str, object] = {"var_dir": workdir, "keys_dir": workdir / "keys"}
+    update: dict[str, object] = {
+        "var_dir": workdir,
+        "keys_dir": workdir / "keys",
+        "sqlite_synchronous": sqlite_synchronous,
+    }
     settings = Settings(**update)  # type: ignore[arg-type]
     if database_url is not None:
         settings = Settings(**update, database_url=database_url)  # type: ignore[arg-type]
@@ -267,7 +276,12 @@ def main(argv: list[str] | None = None) -> None:
             process.terminate()
             process.wait(timeout=30)
 
-    overhead = {"sqlite": security_overhead(None, workdir / "sqlite")}
+    overhead = {
+        "sqlite_synchronous_full": security_overhead(None, workdir / "sqlite-full"),
+        "sqlite_synchronous_normal": security_overhead(
+            None, workdir / "sqlite-normal", sqlite_synchronous="normal"
+        ),
+    }
     pg_url = postgres_schema_url()
     if pg_url is not None:
         overhead["postgresql"] = security_overhead(pg_url, workdir / "pg")

@@ -35,17 +35,20 @@ def is_sqlite(engine: Engine | Connection) -> bool:
     return engine.dialect.name == "sqlite"
 
 
-def _sqlite_on_connect(dbapi_connection: Any, _record: object) -> None:  # noqa: ANN401 - DB-API
-    # isolation_level None: pysqlite stops issuing its own BEGIN; _sqlite_on_begin does it.
-    dbapi_connection.isolation_level = None
-    cursor = dbapi_connection.cursor()
-    try:
-        cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
-        cursor.execute("PRAGMA journal_mode = WAL")
-        cursor.execute("PRAGMA synchronous = FULL")
-        cursor.execute("PRAGMA foreign_keys = ON")
-    finally:
-        cursor.close()
+def _sqlite_on_connect_with(synchronous: str) -> Any:  # noqa: ANN401 - an event listener
+    def on_connect(dbapi_connection: Any, _record: object) -> None:  # noqa: ANN401 - DB-API
+        # isolation_level None: pysqlite stops issuing its own BEGIN; _sqlite_on_begin does it.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+            cursor.execute("PRAGMA journal_mode = WAL")
+            cursor.execute(f"PRAGMA synchronous = {synchronous}")
+            cursor.execute("PRAGMA foreign_keys = ON")
+        finally:
+            cursor.close()
+
+    return on_connect
 
 
 def _sqlite_on_begin(connection: Connection) -> None:
@@ -62,7 +65,8 @@ def create_engine_for(settings: Settings) -> Engine:
         engine = sqlalchemy.create_engine(
             url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False}
         )
-        event.listen(engine, "connect", _sqlite_on_connect)
+        synchronous = "FULL" if settings.sqlite_synchronous == "full" else "NORMAL"
+        event.listen(engine, "connect", _sqlite_on_connect_with(synchronous))
         event.listen(engine, "begin", _sqlite_on_begin)
         return engine
     return sqlalchemy.create_engine(url, pool_pre_ping=True)
