@@ -9,7 +9,7 @@ outside the health and metrics endpoints.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -113,6 +113,34 @@ def requires(permission: Permission) -> Callable[[Request], Caller]:
 
     check.permission = permission  # type: ignore[attr-defined] # read by permission_of()
     return check
+
+
+def record_allowed(
+    request: Request,
+    caller: Caller,
+    *,
+    action: str,
+    resource: str,
+    entity_counts: Mapping[str, int] | None = None,
+    details: Mapping[str, str | int | bool] | None = None,
+    customer: str | None = None,
+    outcome: str = "success",
+) -> int:
+    """Audit an allowed request by ``caller``; returns the event's sequence number."""
+    principal = caller.principal
+    return services_of(request).audit.record(
+        action=action,
+        resource=resource,
+        decision="allow",
+        outcome=outcome,
+        principal=principal.id,
+        role=principal.role,
+        tenant=principal.tenant,
+        request_id=caller.request_id,
+        entity_counts=entity_counts,
+        customer=customer,
+        details=details,
+    )
 
 
 def permission_of(route: APIRoute) -> Permission | None:

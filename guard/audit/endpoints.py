@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request
 
 from guard.access.permissions import AUDIT_READ, AUDIT_VERIFY
-from guard.api.security import Caller, requires, services_of
+from guard.api.security import Caller, record_allowed, requires, services_of
 from guard.audit.schemas import AuditFilters, AuditPage, Decision, VerifyReport
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"])
@@ -41,15 +41,12 @@ def search_events(
         customer=customer,
     )
     page = audit.search(filters, limit=limit, cursor=cursor)
-    audit.record(
+    record_allowed(
+        request,
+        caller,
         action="audit.search",
         resource=request.url.path,
-        decision="allow",
         outcome="success",
-        principal=caller.principal.id,
-        role=caller.principal.role,
-        tenant=caller.principal.tenant,
-        request_id=caller.request_id,
         customer=customer,
         details={"results": len(page.events)},
     )
@@ -63,15 +60,12 @@ def verify_trail(
     """Verify the whole chain and its signed checkpoints."""
     audit = services_of(request).audit
     report = audit.verify()
-    audit.record(
+    record_allowed(
+        request,
+        caller,
         action="audit.verify",
         resource=request.url.path,
-        decision="allow",
         outcome="success" if report.ok else "failure",
-        principal=caller.principal.id,
-        role=caller.principal.role,
-        tenant=caller.principal.tenant,
-        request_id=caller.request_id,
         details={"events": report.events_checked, "ok": report.ok},
     )
     return report

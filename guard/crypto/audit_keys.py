@@ -15,8 +15,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import hmac
-import os
-import secrets
 from typing import TYPE_CHECKING
 
 from cryptography.exceptions import InvalidSignature
@@ -24,12 +22,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from guard.crypto.errors import KeyConfigurationError
-from guard.crypto.keys import load_master_key
+from guard.crypto.keys import load_master_key, write_new_secret_file
 from guard.crypto.primitives import HMAC_KEY_BYTES, hmac_sha256
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
     from guard.config import Settings
     from guard.crypto.keys import MasterKey
 
@@ -38,24 +34,6 @@ IDENTIFIER_PURPOSE = b"guard/audit-identifier/v1"
 #: Ed25519 checkpoint key files inside ``keys_dir``.
 SIGNING_KEY_FILENAME = "audit-signing.key"
 PUBLIC_KEY_FILENAME = "audit-signing.pub"
-
-
-def _write_exclusive(path: Path, data: bytes, mode: int) -> None:
-    """Write ``data`` beside ``path`` and link it into place; an existing file wins."""
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    try:
-        try:
-            os.fchmod(fd, mode)
-            os.write(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        with contextlib.suppress(FileExistsError):
-            os.link(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _public_pem(public: Ed25519PublicKey) -> bytes:
@@ -85,7 +63,7 @@ def load_signing_key(settings: Settings) -> Ed25519PrivateKey:
             serialization.NoEncryption(),
         )
         try:
-            _write_exclusive(path, pem, 0o600)
+            write_new_secret_file(path, pem, 0o600)
         except OSError as exc:
             raise KeyConfigurationError(
                 f"{path}: cannot create audit signing key ({exc.strerror})"
@@ -103,7 +81,7 @@ def load_signing_key(settings: Settings) -> Ed25519PrivateKey:
     public_path = settings.keys_dir / PUBLIC_KEY_FILENAME
     if not public_path.exists():
         with contextlib.suppress(OSError):
-            _write_exclusive(public_path, _public_pem(key.public_key()), 0o644)
+            write_new_secret_file(public_path, _public_pem(key.public_key()), 0o644)
     return key
 
 

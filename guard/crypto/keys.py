@@ -102,23 +102,30 @@ def _read_dev_key(path: Path) -> MasterKey:
     return MasterKey(material)
 
 
-def _create_dev_key(path: Path) -> None:
-    """Write a fresh key next to ``path`` and link it into place; never overwrite a key."""
+def write_new_secret_file(path: Path, data: bytes, mode: int = 0o600) -> None:
+    """Write ``data`` beside ``path`` and link it into place; never overwrite an existing key.
+
+    link() fails if another process created the file first: theirs wins, and both use it.
+    """
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     try:
         try:
-            os.fchmod(fd, 0o600)
-            os.write(fd, secrets.token_bytes(MIN_MASTER_KEY_BYTES))
+            os.fchmod(fd, mode)
+            os.write(fd, data)
             os.fsync(fd)
         finally:
             os.close(fd)
-        # link() fails if another process created the key first: theirs wins, both reuse it.
         with contextlib.suppress(FileExistsError):
             os.link(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _create_dev_key(path: Path) -> None:
+    """A fresh random master key at ``path`` (development only)."""
+    write_new_secret_file(path, secrets.token_bytes(MIN_MASTER_KEY_BYTES))
 
 
 def dev_key_path(settings: Settings) -> Path:

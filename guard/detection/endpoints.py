@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Request
 
 from guard.access.permissions import DETECT
 from guard.api.limits import check_texts
-from guard.api.security import Caller, requires, services_of
+from guard.api.security import Caller, record_allowed, requires, services_of
 from guard.detection.schemas import DetectedText, DetectRequest, DetectResponse, EntityOut
 
 router = APIRouter(prefix="/v1", tags=["detection"])
@@ -39,15 +39,12 @@ def detect(
             )
         )
     services.metrics.count_entities(counts)
-    services.audit.record(
+    record_allowed(
+        request,
+        caller,
         action="text.detect",
         resource="text",
-        decision="allow",
         outcome="success",
-        principal=caller.principal.id,
-        role=caller.principal.role,
-        tenant=tenant,
-        request_id=caller.request_id,
         entity_counts=dict(counts),
         details={"batch_size": len(texts)},
     )

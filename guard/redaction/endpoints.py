@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Request
 
 from guard.access.permissions import REDACT, REVEAL
 from guard.api.limits import check_lengths, check_texts
-from guard.api.security import Caller, requires, services_of
+from guard.api.security import Caller, record_allowed, requires, services_of
 from guard.detection.entities import DetectedEntity
 from guard.redaction.schemas import (
     RedactedEntity,
@@ -59,15 +59,12 @@ def redact(
             )
         )
     services.metrics.count_entities(counts)
-    services.audit.record(
+    record_allowed(
+        request,
+        caller,
         action="text.redact",
         resource=f"channel:{body.channel}",
-        decision="allow",
         outcome="success",
-        principal=caller.principal.id,
-        role=caller.principal.role,
-        tenant=tenant,
-        request_id=caller.request_id,
         entity_counts=dict(counts),
         details={"batch_size": len(texts)},
     )
@@ -93,15 +90,12 @@ def redact_json(
     )
     counts = Counter(item.item.entity_type for item in items)
     services.metrics.count_entities(counts)
-    services.audit.record(
+    record_allowed(
+        request,
+        caller,
         action="text.redact",
         resource=f"json:{body.channel}",
-        decision="allow",
         outcome="success",
-        principal=caller.principal.id,
-        role=caller.principal.role,
-        tenant=tenant,
-        request_id=caller.request_id,
         entity_counts=dict(counts),
     )
     return RedactJsonResponse(
@@ -134,15 +128,12 @@ def reveal(
     reason = services.redactor.redact_text(
         body.reason, reason_entities, channel="message", tenant=tenant
     ).text
-    services.audit.record(
+    record_allowed(
+        request,
+        caller,
         action="token.reveal",
         resource="text",
-        decision="allow",
         outcome="success",
-        principal=caller.principal.id,
-        role=caller.principal.role,
-        tenant=tenant,
-        request_id=caller.request_id,
         details={"reason": reason[:500], "tokens": body.text.count(":tok_v1_")},
     )
     return RevealResponse(text=revealed, request_id=caller.request_id)
