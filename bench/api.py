@@ -207,6 +207,16 @@ def postgres_schema_url() -> str | None:
     return url.render_as_string(hide_password=False)
 
 
+def drop_bench_schema() -> None:
+    """Leave the shared PostgreSQL database as the run found it."""
+    import sqlalchemy  # noqa: PLC0415
+
+    engine = sqlalchemy.create_engine(POSTGRES_URL)
+    with engine.begin() as conn:
+        conn.execute(sqlalchemy.text(f'DROP SCHEMA IF EXISTS "bench_{os.getpid()}" CASCADE'))
+    engine.dispose()
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run both servers, load them, measure the security overhead, write the results."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -284,7 +294,10 @@ def main(argv: list[str] | None = None) -> None:
     }
     pg_url = postgres_schema_url()
     if pg_url is not None:
-        overhead["postgresql"] = security_overhead(pg_url, workdir / "pg")
+        try:
+            overhead["postgresql"] = security_overhead(pg_url, workdir / "pg")
+        finally:
+            drop_bench_schema()
 
     result = {
         "messages": len(bodies),
