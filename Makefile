@@ -7,6 +7,9 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
+# SoftHSM2 (Debian package) stands in for a hardware security module in the PKCS#11 tests.
+SOFTHSM := /usr/lib/softhsm/libsofthsm2.so
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: setup model run demo test lint bench clean
 
@@ -19,6 +22,10 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP) model
 
+$(SOFTHSM):
+	$(SUDO) apt-get update -qq
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq softhsm2
+
 model: $(STAMP)
 	$(BIN)/guard models install
 
@@ -28,7 +35,7 @@ run: setup
 demo: setup
 	$(BIN)/guard redact --tenant acme --show-entities examples/conversation.txt
 
-test: setup
+test: setup $(SOFTHSM)
 	$(MAKE) --no-print-directory lint
 	$(BIN)/pytest
 

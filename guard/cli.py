@@ -76,10 +76,12 @@ def _register_groups() -> None:
     """Command groups that live with their capability (access, audit)."""
     from guard.access.cli import policies, principals  # noqa: PLC0415
     from guard.audit.cli import audit  # noqa: PLC0415
+    from guard.records.keys_cli import keys  # noqa: PLC0415
 
     main.add_command(principals)
     main.add_command(policies)
     main.add_command(audit)
+    main.add_command(keys)
 
 
 # --------------------------------------------------------------------------- serve

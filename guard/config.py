@@ -44,6 +44,23 @@ class Settings(BaseSettings):
     #: Texts longer than this are rejected rather than analysed (bytes of UTF-8).
     max_text_bytes: int = Field(default=1_000_000, gt=0)
 
+    # --- keys of customer records --------------------------------------------------------
+    #: Where key-encryption keys live: ``local`` (a keyring file) or ``pkcs11`` (an HSM).
+    key_provider: Literal["local", "pkcs11"] = "local"
+    #: The local keyring file; unset means ``keys_dir/keyring.json``.
+    keyring_path: Path | None = None
+    #: The local keyring's protection: a raw master key (``GUARD_MASTER_KEY``, base64url or hex
+    #: of >= 32 bytes, for containers) or a passphrase stretched with scrypt. In development,
+    #: with neither set, a key derived from the development redaction key protects it.
+    master_key: SecretStr | None = None
+    keyring_passphrase: SecretStr | None = None
+    #: PKCS#11: the module (e.g. /usr/lib/softhsm/libsofthsm2.so), token label, user PIN, and
+    #: the label prefix of guard's KEK objects (``<prefix>-v<N>``).
+    pkcs11_library: Path | None = None
+    pkcs11_token_label: str = "guard"  # noqa: S105 - a token label, not a secret
+    pkcs11_pin: SecretStr | None = None
+    pkcs11_key_label: str = Field(default="guard-kek", pattern=r"^[A-Za-z0-9_.-]{1,48}$")
+
     # --- storage -------------------------------------------------------------------------
     #: Where the embedded defaults keep their files (SQLite database, audit JSONL).
     var_dir: Path = PROJECT_ROOT / "var"
@@ -90,6 +107,11 @@ class Settings(BaseSettings):
         if self.database_url is not None:
             return self.database_url.get_secret_value()
         return f"sqlite:///{self.var_dir / 'guard.db'}"
+
+    @property
+    def keyring_file(self) -> Path:
+        """The local keyring in force: GUARD_KEYRING_PATH or ``keys_dir/keyring.json``."""
+        return self.keyring_path or self.keys_dir / "keyring.json"
 
     @property
     def model_dir(self) -> Path:

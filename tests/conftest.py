@@ -19,6 +19,9 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
     from pathlib import Path
 
+    from sqlalchemy.engine import Engine
+    from sqlalchemy.orm import Session, sessionmaker
+
 DATA_DIR = PROJECT_ROOT.parent / "shared" / "data" / "pii"
 
 
@@ -101,3 +104,21 @@ def db_settings(
         with admin.begin() as conn:
             conn.execute(sqlalchemy.text(f'DROP SCHEMA "{schema}" CASCADE'))
         admin.dispose()
+
+
+@pytest.fixture
+def engine(db_settings: Settings) -> Iterator[Engine]:
+    """An engine on ``db_settings``'s fresh database, disposed after the test."""
+    from guard.storage.engine import create_engine_for  # noqa: PLC0415
+
+    engine = create_engine_for(db_settings)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def session_factory(engine: Engine) -> sessionmaker[Session]:
+    """Sessions on :func:`engine`."""
+    from guard.storage.engine import make_session_factory  # noqa: PLC0415
+
+    return make_session_factory(engine)

@@ -143,6 +143,14 @@ def record_allowed(
     )
 
 
+def redacted_reason(request: Request, reason: str, *, tenant: str) -> str:
+    """A reveal's stated reason as it may enter the audit trail: PII redacted, 500 chars."""
+    services = services_of(request)
+    entities = services.detector.analyze(reason, tenant=tenant)
+    redacted = services.redactor.redact_text(reason, entities, channel="message", tenant=tenant)
+    return redacted.text[:500]
+
+
 def permission_of(route: APIRoute) -> Permission | None:
     """The permission a route requires, found among its dependencies."""
 

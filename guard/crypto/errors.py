@@ -16,3 +16,14 @@ class IntegrityError(GuardError):
 
     status_code = 422
     type_slug = "integrity"
+
+
+class UnknownKeyVersionError(IntegrityError):
+    """A wrapped key names a KEK version its provider does not hold.
+
+    The version was never created, was retired, or the keyring was rolled back to a copy from
+    before that version existed.
+    """
+
+    status_code = 500
+    type_slug = "unknown-key-version"

@@ -1,4 +1,4 @@
-"""Thin, typed wrappers around the few primitives guard uses (HKDF, HMAC, AES-SIV).
+"""Thin, typed wrappers around the few primitives guard uses (HKDF, HMAC, AES-SIV, AES-GCM, scrypt).
 
 Threat: misuse of raw primitives (reused keys across purposes, ambiguous MAC inputs,
 unauthenticated encryption) leaks or forges redacted values. Everything here is authenticated
@@ -10,13 +10,15 @@ This module and its siblings are the only place in guard that imports ``cryptogr
 from __future__ import annotations
 
 import hmac
+import os
 from hashlib import sha256
 from typing import TYPE_CHECKING
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.ciphers.aead import AESSIV
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM, AESSIV
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from guard.crypto.errors import IntegrityError
 
@@ -29,6 +31,10 @@ SIV_KEY_BYTES = 64
 HMAC_KEY_BYTES = 32
 #: Master keys shorter than this are refused.
 MIN_MASTER_KEY_BYTES = 32
+#: AES-256-GCM: key, nonce (random, 96 bits) and tag sizes.
+GCM_KEY_BYTES = 32
+GCM_NONCE_BYTES = 12
+GCM_TAG_BYTES = 16
 
 
 def hkdf_sha256(master: bytes, *, info: bytes, length: int) -> bytes:
@@ -36,13 +42,14 @@ def hkdf_sha256(master: bytes, *, info: bytes, length: int) -> bytes:
     return HKDF(algorithm=hashes.SHA256(), length=length, salt=None, info=info).derive(master)
 
 
-def _frame(parts: Sequence[bytes]) -> bytes:
+def frame(parts: Sequence[bytes]) -> bytes:
+    """Length-prefix and join ``parts``: the unambiguous encoding of MAC inputs and AAD."""
     return b"".join(len(part).to_bytes(8, "big") + part for part in parts)
 
 
 def hmac_sha256(key: bytes, *parts: bytes) -> bytes:
     """HMAC-SHA256 over length-prefixed ``parts`` (unambiguous concatenation)."""
-    return hmac.new(key, _frame(parts), sha256).digest()
+    return hmac.new(key, frame(parts), sha256).digest()
 
 
 def siv_encrypt(key: bytes, plaintext: bytes, associated_data: Sequence[bytes]) -> bytes:
@@ -56,3 +63,24 @@ def siv_decrypt(key: bytes, ciphertext: bytes, associated_data: Sequence[bytes])
         return AESSIV(key).decrypt(ciphertext, list(associated_data))
     except (InvalidTag, ValueError):
         raise IntegrityError("ciphertext failed authentication") from None
+
+
+def gcm_encrypt(key: bytes, plaintext: bytes, associated_data: bytes) -> bytes:
+    """AES-256-GCM with a fresh random nonce; returns ``nonce || ciphertext || tag``."""
+    nonce = os.urandom(GCM_NONCE_BYTES)
+    return nonce + AESGCM(key).encrypt(nonce, plaintext, associated_data)
+
+
+def gcm_decrypt(key: bytes, blob: bytes, associated_data: bytes) -> bytes:
+    """Open ``nonce || ciphertext || tag``; any mismatch or truncation raises IntegrityError."""
+    if len(blob) < GCM_NONCE_BYTES + GCM_TAG_BYTES:
+        raise IntegrityError("ciphertext failed authentication")
+    try:
+        return AESGCM(key).decrypt(blob[:GCM_NONCE_BYTES], blob[GCM_NONCE_BYTES:], associated_data)
+    except (InvalidTag, ValueError):
+        raise IntegrityError("ciphertext failed authentication") from None
+
+
+def scrypt_derive(passphrase: bytes, *, salt: bytes, n: int, r: int, p: int) -> bytes:
+    """A 32-byte key from a passphrase with scrypt (memory-hard, slows guessing)."""
+    return Scrypt(salt=salt, length=GCM_KEY_BYTES, n=n, r=r, p=p).derive(passphrase)

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Request
 
 from guard.access.permissions import REDACT, REVEAL
 from guard.api.limits import check_lengths, check_texts
-from guard.api.security import Caller, record_allowed, requires, services_of
+from guard.api.security import Caller, record_allowed, redacted_reason, requires, services_of
 from guard.detection.entities import DetectedEntity
 from guard.redaction.schemas import (
     RedactedEntity,
@@ -124,16 +124,13 @@ def reveal(
     tenant = caller.principal.tenant
     check_texts([body.text], services.settings, field="text")
     revealed = services.redactor.reveal_text(body.text, tenant=tenant)
-    reason_entities = services.detector.analyze(body.reason, tenant=tenant)
-    reason = services.redactor.redact_text(
-        body.reason, reason_entities, channel="message", tenant=tenant
-    ).text
+    reason = redacted_reason(request, body.reason, tenant=tenant)
     record_allowed(
         request,
         caller,
         action="token.reveal",
         resource="text",
         outcome="success",
-        details={"reason": reason[:500], "tokens": body.text.count(":tok_v1_")},
+        details={"reason": reason, "tokens": body.text.count(":tok_v1_")},
     )
     return RevealResponse(text=revealed, request_id=caller.request_id)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import sqlalchemy
 from sqlalchemy import event
@@ -78,10 +78,18 @@ def make_session_factory(engine: Engine) -> sessionmaker[Session]:
 
 
 @contextmanager
-def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
-    """One unit of work: commit on success, roll back on any error; services never commit."""
+def session_scope(factory: sessionmaker[Session], *, write: bool = False) -> Iterator[Session]:
+    """One unit of work: commit on success, roll back on any error; services never commit.
+
+    ``write``: the unit reads and then writes; on SQLite it takes the write lock at ``BEGIN``
+    (``BEGIN IMMEDIATE``), so a concurrent writer makes it wait rather than fail with
+    "database is locked" when its read snapshot turns stale. PostgreSQL callers lock the rows
+    they read with ``FOR UPDATE`` instead.
+    """
     session = factory()
     try:
+        if write:
+            session.connection(execution_options=cast("Any", {SQLITE_BEGIN_IMMEDIATE: True}))
         yield session
         session.commit()
     except BaseException:

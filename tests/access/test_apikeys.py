@@ -11,28 +11,16 @@ import sqlalchemy
 from guard.access.apikeys import ApiKeyService, hash_key
 from guard.access.errors import AuthenticationError, PrincipalNotFoundError
 from guard.errors import InvalidInputError
-from guard.storage.engine import create_engine_for, make_session_factory
 from tests.access.recording import RecordingAudit
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
-
     from sqlalchemy.engine import Engine
     from sqlalchemy.orm import Session, sessionmaker
 
-    from guard.config import Settings
-
 
 @pytest.fixture
-def engine(db_settings: Settings) -> Iterator[Engine]:
-    engine = create_engine_for(db_settings)
-    yield engine
-    engine.dispose()
-
-
-@pytest.fixture
-def factory(engine: Engine) -> sessionmaker[Session]:
-    return make_session_factory(engine)
+def factory(session_factory: sessionmaker[Session]) -> sessionmaker[Session]:
+    return session_factory
 
 
 @pytest.fixture

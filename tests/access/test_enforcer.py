@@ -51,8 +51,10 @@ GRANTS: dict[str, set[Permission]] = {
         perm.RECORDS_SEARCH,
         perm.RECORDS_LIST,
     },
-    "analyst": {perm.REDACT, perm.DETECT},
+    "analyst": {perm.REDACT, perm.DETECT, perm.RECORDS_READ, perm.RECORDS_LIST},
     "compliance_officer": {
+        perm.RECORDS_READ,
+        perm.RECORDS_LIST,
         perm.AUDIT_READ,
         perm.AUDIT_EXPORT,
         perm.AUDIT_VERIFY,

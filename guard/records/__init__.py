@@ -1,0 +1,1 @@
+"""Customer records: encrypted at rest per customer, searchable by blind index, viewed per role."""

@@ -1,0 +1,393 @@
+"""Customer records: encrypt on write, decrypt on read, blind-index search, crypto-shredding.
+
+Threat: a stolen database or backup, or a curious insider with SQL access. Every sensitive
+field is stored as AES-GCM ciphertext under the record's own data key (see guard.crypto), with
+associated data naming tenant, record, field and ``field_key_version``, so a ciphertext copied
+to another row, field or tenant fails to decrypt instead of showing the wrong customer's data.
+Exact lookups use HMAC blind indexes keyed per tenant and field. Erasure deletes the wrapped
+data key: every copy of the record's ciphertext, backups included, becomes undecryptable.
+
+Field AAD key version: ``field_key_version`` is the KEK version that wrapped the data key when
+the record was created. It is fixed for the record's life (rotation re-wraps the data key and
+changes ``kek_version`` only), and every field of the record is bound to it.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import TYPE_CHECKING, Any
+
+from guard.crypto.envelope import WrappedKey
+from guard.crypto.errors import IntegrityError, UnknownKeyVersionError
+from guard.records.errors import (
+    RecordErasedError,
+    RecordInputError,
+    RecordIntegrityError,
+    RecordNotFoundError,
+)
+from guard.records.models import (
+    BLIND_INDEXES,
+    ENCRYPTED_FIELDS,
+    STATUS_ACTIVE,
+    STATUS_ERASED,
+    CustomerRecord,
+)
+from guard.records.repository import RecordRepository
+from guard.records.views import VIEWS_FILENAME, ViewPolicy, load_view_policy
+from guard.storage.engine import session_scope
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from sqlalchemy.orm import Session, sessionmaker
+
+    from guard.config import Settings
+    from guard.crypto.blind_index import BlindIndexer
+    from guard.crypto.envelope import EnvelopeCipher
+    from guard.crypto.keys import RedactionKeys
+    from guard.detection.engine import Detector
+    from guard.records.schemas import RecordCreate, RecordUpdate
+    from guard.redaction.service import Redactor
+
+#: Fields stored as JSON text inside their ciphertext.
+_JSON_FIELDS = frozenset({"account", "extra"})
+#: Fields a caller writes (``notes_redacted`` is derived from ``notes``).
+_INPUT_FIELDS = tuple(name for name in ENCRYPTED_FIELDS if name != "notes_redacted")
+NOTE_CHANNEL = "note"
+MAX_PAGE = 200
+MAX_SEARCH_RESULTS = 50
+
+
+@dataclass(frozen=True)
+class DecryptedRecord:
+    """A record's metadata and decrypted fields; its repr never shows a value."""
+
+    id: str
+    tenant: str
+    status: str
+    created_at: datetime
+    updated_at: datetime
+    fields: dict[str, Any] = field(default_factory=dict)
+    #: Entity types found in the notes written by this call (create / update), for the audit.
+    entity_counts: dict[str, int] = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        shown = sorted(k for k, v in self.fields.items() if v is not None)
+        return f"DecryptedRecord(id={self.id!r}, status={self.status!r}, fields={shown!r})"
+
+
+@dataclass(frozen=True)
+class RecordListPage:
+    """Metadata of one page of records and the cursor of the next, if any."""
+
+    records: list[DecryptedRecord]
+    next_cursor: str | None
+
+
+def normalise_for_index(kind: str, value: str) -> str:
+    """The form a blind index is computed over: case-folded email, phone digits, trimmed id."""
+    if kind == "email":
+        return value.strip().casefold()
+    if kind == "phone":
+        return "".join(ch for ch in value if ch.isdigit())
+    return value.strip()
+
+
+def encode_cursor(created_at: datetime, record_id: str) -> str:
+    """An opaque keyset cursor (creation time and id of the last record on a page)."""
+    raw = f"{created_at.astimezone(UTC).isoformat()}|{record_id}".encode()
+    return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    """Parse a cursor from :func:`encode_cursor`, or fail naming the parameter."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        stamp, _, record_id = raw.partition("|")
+        created_at = datetime.fromisoformat(stamp)
+        uuid.UUID(record_id)
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise RecordInputError("cursor is malformed; pass back a next_cursor") from None
+    if created_at.tzinfo is None:
+        raise RecordInputError("cursor is malformed; pass back a next_cursor")
+    return created_at, record_id
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _serialise(name: str, value: Any) -> str:  # noqa: ANN401 - validated schema values
+    if name in _JSON_FIELDS:
+        return json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+    if isinstance(value, date):
+        return value.isoformat()
+    return str(value)
+
+
+def _deserialise(name: str, text: str) -> Any:  # noqa: ANN401 - JSON fields
+    return json.loads(text) if name in _JSON_FIELDS else text
+
+
+class RecordService:
+    """Create, read, update, search, list and erase customer records of one tenant at a time."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        session_factory: sessionmaker[Session],
+        cipher: EnvelopeCipher,
+        indexer: BlindIndexer,
+        detector: Detector,
+        redactor: Redactor,
+        views: ViewPolicy | None = None,
+    ) -> None:
+        self.settings = settings
+        self._factory = session_factory
+        self._cipher = cipher
+        self._indexer = indexer
+        self._detector = detector
+        self._redactor = redactor
+        self.views = views or load_view_policy(settings.policies_dir / VIEWS_FILENAME)
+
+    @property
+    def redaction_keys(self) -> RedactionKeys:
+        """The redaction keys behind pseudonym views."""
+        return self._redactor.keys
+
+    # ------------------------------------------------------------------------- writes
+
+    def create(self, *, tenant: str, data: RecordCreate) -> DecryptedRecord:
+        """Encrypt and store a new record; notes are stored in full and redacted."""
+        record_id = str(uuid.uuid4())
+        data_key, wrapped = self._cipher.new_data_key(tenant=tenant, customer=record_id)
+        now = _now()
+        row = CustomerRecord(
+            id=record_id,
+            tenant=tenant,
+            status=STATUS_ACTIVE,
+            created_at=now,
+            updated_at=now,
+            wrapped_key=wrapped.wrapped,
+            kek_version=wrapped.kek_version,
+            field_key_version=wrapped.kek_version,
+        )
+        values = {name: getattr(data, name) for name in _INPUT_FIELDS}
+        counts = self._write_fields(row, data_key, values)
+        with session_scope(self._factory) as session:
+            RecordRepository(session).add(row)
+        return self._decrypted(row, data_key, counts)
+
+    def update(self, *, tenant: str, record_id: str, changes: RecordUpdate) -> DecryptedRecord:
+        """Re-encrypt the fields sent (``null`` clears one); other ciphertexts are untouched."""
+        values = {name: getattr(changes, name) for name in changes.model_fields_set}
+        with session_scope(self._factory, write=True) as session:
+            repo = RecordRepository(session)
+            row = self._active(repo, tenant=tenant, record_id=record_id, for_update=True)
+            data_key = self._data_key(row)
+            counts = self._write_fields(row, data_key, values)
+            row.updated_at = _now()
+            repo.flush()
+            return self._decrypted(row, data_key, counts)
+
+    def erase(self, *, tenant: str, record_id: str) -> DecryptedRecord:
+        """Crypto-shred: drop the wrapped data key and every ciphertext; keep a tombstone."""
+        with session_scope(self._factory, write=True) as session:
+            repo = RecordRepository(session)
+            row = self._active(repo, tenant=tenant, record_id=record_id, for_update=True)
+            row.wrapped_key = None
+            row.kek_version = None
+            row.field_key_version = None
+            for name in ENCRYPTED_FIELDS:
+                setattr(row, name, None)
+            for column in BLIND_INDEXES.values():
+                setattr(row, column, None)
+            row.status = STATUS_ERASED
+            row.updated_at = _now()
+            repo.flush()
+            return _metadata(row)
+
+    # -------------------------------------------------------------------------- reads
+
+    def read(self, *, tenant: str, record_id: str) -> DecryptedRecord:
+        """The record decrypted in full (callers apply a role view before showing it)."""
+        with session_scope(self._factory) as session:
+            row = self._active(RecordRepository(session), tenant=tenant, record_id=record_id)
+        return self._decrypted(row, self._data_key(row))
+
+    def search(
+        self,
+        *,
+        tenant: str,
+        email: str | None = None,
+        phone: str | None = None,
+        account_id: str | None = None,
+        limit: int = MAX_SEARCH_RESULTS,
+    ) -> list[DecryptedRecord]:
+        """Active records matching exactly one of email, phone or account id (blind index)."""
+        given = (("email", email), ("phone", phone), ("account_id", account_id))
+        criteria = {kind: value for kind, value in given if value is not None}
+        if len(criteria) != 1:
+            raise RecordInputError("search needs exactly one of: email, phone, account_id")
+        ((kind, value),) = criteria.items()
+        digest = self._index(tenant, kind, value)
+        if digest is None:
+            raise RecordInputError(f"{kind} must not be empty")
+        limit = max(1, min(limit, MAX_SEARCH_RESULTS))
+        with session_scope(self._factory) as session:
+            rows = RecordRepository(session).find_by_index(
+                tenant=tenant, column=BLIND_INDEXES[kind], digest=digest, limit=limit
+            )
+        return [self._decrypted(row, self._data_key(row)) for row in rows]
+
+    def list_page(
+        self, *, tenant: str, cursor: str | None = None, limit: int = 50
+    ) -> RecordListPage:
+        """Metadata of a page of the tenant's records (tombstones included), nothing decrypted."""
+        if not 1 <= limit <= MAX_PAGE:
+            raise RecordInputError(f"limit must be between 1 and {MAX_PAGE}")
+        after = decode_cursor(cursor) if cursor else None
+        with session_scope(self._factory) as session:
+            rows = RecordRepository(session).page(tenant=tenant, after=after, limit=limit + 1)
+        records = [_metadata(row) for row in rows[:limit]]
+        last = records[-1] if len(rows) > limit else None
+        next_cursor = encode_cursor(last.created_at, last.id) if last is not None else None
+        return RecordListPage(records=records, next_cursor=next_cursor)
+
+    # ------------------------------------------------------------------------ helpers
+
+    def _active(
+        self, repo: RecordRepository, *, tenant: str, record_id: str, for_update: bool = False
+    ) -> CustomerRecord:
+        row = repo.get(record_id, tenant=tenant, for_update=for_update)
+        if row is None:
+            raise RecordNotFoundError(f"no record {record_id!r} in this tenant")
+        if row.status == STATUS_ERASED:
+            raise RecordErasedError(f"record {record_id!r} was erased")
+        return row
+
+    def _data_key(self, row: CustomerRecord) -> bytes:
+        if row.wrapped_key is None or row.kek_version is None:
+            raise RecordIntegrityError(f"record {row.id!r} has no data key")
+        try:
+            return self._cipher.unwrap_data_key(
+                WrappedKey(kek_version=row.kek_version, wrapped=row.wrapped_key),
+                tenant=row.tenant,
+                customer=row.id,
+            )
+        except UnknownKeyVersionError as exc:
+            raise RecordIntegrityError(f"record {row.id!r}: {exc.message}") from None
+        except IntegrityError:
+            raise RecordIntegrityError(
+                f"record {row.id!r}: its data key failed authentication"
+            ) from None
+
+    def _aad_version(self, row: CustomerRecord) -> int:
+        if row.field_key_version is None:
+            raise RecordIntegrityError(f"record {row.id!r} has no field key version")
+        return row.field_key_version
+
+    def _encrypt(self, row: CustomerRecord, data_key: bytes, name: str, text: str) -> bytes:
+        return self._cipher.encrypt_field(
+            data_key,
+            text,
+            tenant=row.tenant,
+            customer=row.id,
+            field=name,
+            kek_version=self._aad_version(row),
+        )
+
+    def _decrypt(self, row: CustomerRecord, data_key: bytes, name: str) -> Any:  # noqa: ANN401 - JSON
+        ciphertext: bytes | None = getattr(row, name)
+        if ciphertext is None:
+            return None
+        try:
+            text = self._cipher.decrypt_field(
+                data_key,
+                ciphertext,
+                tenant=row.tenant,
+                customer=row.id,
+                field=name,
+                kek_version=self._aad_version(row),
+            )
+        except IntegrityError:
+            raise RecordIntegrityError(
+                f"record {row.id!r}: field {name!r} failed authentication "
+                "(tampered, or copied from another record, field or tenant)"
+            ) from None
+        try:
+            return _deserialise(name, text)
+        except json.JSONDecodeError:  # authenticated, so only a writer bug could cause this
+            raise RecordIntegrityError(f"record {row.id!r}: field {name!r} is malformed") from None
+
+    def _write_fields(
+        self, row: CustomerRecord, data_key: bytes, values: Mapping[str, Any]
+    ) -> dict[str, int]:
+        counts: Counter[str] = Counter()
+        for name, value in values.items():
+            if value is None:
+                setattr(row, name, None)
+            else:
+                setattr(row, name, self._encrypt(row, data_key, name, _serialise(name, value)))
+            if name == "notes":
+                redacted = None
+                if value is not None:
+                    entities = self._detector.analyze(value, tenant=row.tenant)
+                    result = self._redactor.redact_text(
+                        value, entities, channel=NOTE_CHANNEL, tenant=row.tenant
+                    )
+                    counts.update(item.entity_type for item in result.items)
+                    redacted = self._encrypt(row, data_key, "notes_redacted", result.text)
+                row.notes_redacted = redacted
+        self._reindex(row, values)
+        return dict(counts)
+
+    def _reindex(self, row: CustomerRecord, values: Mapping[str, Any]) -> None:
+        if "email" in values:
+            row.email_bi = self._index_or_none(row.tenant, "email", values["email"])
+        if "phone" in values:
+            row.phone_bi = self._index_or_none(row.tenant, "phone", values["phone"])
+        if "account" in values:
+            account = values["account"] or {}
+            row.account_id_bi = self._index_or_none(
+                row.tenant, "account_id", account.get("account_id")
+            )
+
+    def _index_or_none(self, tenant: str, kind: str, value: str | None) -> str | None:
+        return None if value is None else self._index(tenant, kind, value)
+
+    def _index(self, tenant: str, kind: str, value: str) -> str | None:
+        normalised = normalise_for_index(kind, value)
+        if not normalised:
+            return None
+        return self._indexer.index(tenant=tenant, field=kind, value=normalised)
+
+    def _decrypted(
+        self, row: CustomerRecord, data_key: bytes, counts: dict[str, int] | None = None
+    ) -> DecryptedRecord:
+        fields = {name: self._decrypt(row, data_key, name) for name in ENCRYPTED_FIELDS}
+        return DecryptedRecord(
+            id=row.id,
+            tenant=row.tenant,
+            status=row.status,
+            created_at=row.created_at,
+            updated_at=row.updated_at,
+            fields=fields,
+            entity_counts=counts or {},
+        )
+
+
+def _metadata(row: CustomerRecord) -> DecryptedRecord:
+    return DecryptedRecord(
+        id=row.id,
+        tenant=row.tenant,
+        status=row.status,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
