@@ -25,6 +25,7 @@ def imported_modules(path: Path) -> set[str]:
     ("prefix", "allowed_folder"),
     [
         ("casbin", "access"),
+        ("pkcs11", "crypto"),
         ("cryptography.hazmat.primitives.ciphers", "crypto"),
         ("cryptography.hazmat.primitives.asymmetric.ed25519", "crypto"),
     ],
