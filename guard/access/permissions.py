@@ -29,7 +29,7 @@ OBJECT_ACTIONS: Final[Mapping[str, frozenset[str]]] = MappingProxyType(
         "audit": frozenset({"read", "export", "verify"}),
         "policy": frozenset({"reload", "check"}),
         "principal": frozenset({"manage"}),
-        "records": frozenset({"create", "read", "update", "search", "list", "erase"}),
+        "records": frozenset({"create", "read", "update", "search", "list", "erase", "reveal"}),
     }
 )
 
@@ -48,6 +48,8 @@ RECORDS_UPDATE: Final = Permission("update", "records")
 RECORDS_SEARCH: Final = Permission("search", "records")
 RECORDS_LIST: Final = Permission("list", "records")
 RECORDS_ERASE: Final = Permission("erase", "records")
+#: The full clear record, past the role's view; every use is audited with its reason.
+RECORDS_REVEAL: Final = Permission("reveal", "records")
 
 #: Every permission, in a stable order.
 ALL_PERMISSIONS: Final = tuple(

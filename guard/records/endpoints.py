@@ -16,9 +16,9 @@ from guard.access.permissions import (
     RECORDS_ERASE,
     RECORDS_LIST,
     RECORDS_READ,
+    RECORDS_REVEAL,
     RECORDS_SEARCH,
     RECORDS_UPDATE,
-    REVEAL,
 )
 from guard.api.security import Caller, record_allowed, redacted_reason, requires, services_of
 from guard.api.services import Services
@@ -30,6 +30,7 @@ from guard.records.schemas import (
     RecordRead,
     RecordReveal,
     RecordRevealRequest,
+    RecordSearchRequest,
     RecordSearchResult,
     RecordSummary,
     RecordUpdate,
@@ -128,16 +129,18 @@ def create_record(
     return _view(service, record, caller)
 
 
-@router.get("/search", response_model=RecordSearchResult)
+@router.post("/search", response_model=RecordSearchResult)
 def search_records(
+    body: RecordSearchRequest,
     request: Request,
     caller: Annotated[Caller, Depends(requires(RECORDS_SEARCH))],
-    email: Annotated[str | None, Query(max_length=320)] = None,
-    phone: Annotated[str | None, Query(max_length=64)] = None,
-    account_id: Annotated[str | None, Query(max_length=500)] = None,
 ) -> RecordSearchResult:
-    """Records matching exactly one of email, phone or account id, by blind index."""
+    """Records matching exactly one of email, phone or account id, by blind index.
+
+    A POST body, not query parameters: identifiers in URLs end up in proxy and access logs.
+    """
     service = records_of(request)
+    email, phone, account_id = body.email, body.phone, body.account_id
     by = "email" if email is not None else "phone" if phone is not None else "account_id"
     records = _audited(
         request,
@@ -271,7 +274,7 @@ def reveal_record(
     record_id: str,
     body: RecordRevealRequest,
     request: Request,
-    caller: Annotated[Caller, Depends(requires(REVEAL))],
+    caller: Annotated[Caller, Depends(requires(RECORDS_REVEAL))],
 ) -> RecordReveal:
     """The full clear record, for a stated reason; the reason is audited (itself redacted)."""
     service = records_of(request)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 MAX_TEXT = 500
 MAX_NOTES = 100_000
@@ -86,6 +86,23 @@ class RecordPage(BaseModel):
     records: list[RecordSummary]
     next_cursor: str | None
     request_id: str
+
+
+class RecordSearchRequest(BaseModel):
+    """Exactly one identifier to look up by its blind index (exact match, normalised)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    email: str | None = Field(default=None, min_length=1, max_length=320)
+    phone: str | None = Field(default=None, min_length=1, max_length=64)
+    account_id: str | None = Field(default=None, min_length=1, max_length=MAX_TEXT)
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> RecordSearchRequest:
+        given = [v for v in (self.email, self.phone, self.account_id) if v is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of: email, phone, account_id")
+        return self
 
 
 class RecordSearchResult(BaseModel):

@@ -61,7 +61,7 @@ GRANTS: dict[str, set[Permission]] = {
         perm.POLICY_CHECK,
     },
 }
-GRANTS["supervisor"] = GRANTS["agent"] | {perm.REVEAL}
+GRANTS["supervisor"] = GRANTS["agent"] | {perm.REVEAL, perm.RECORDS_REVEAL}
 GRANTS["admin"] = set(ALL_PERMISSIONS)
 
 DECISIONS = [
@@ -99,7 +99,7 @@ def test_when_any_role_acts_in_another_tenant_then_it_is_denied(
 
 @pytest.mark.parametrize(
     "permission",
-    [Permission("delete", "text"), Permission("reveal", "records"), Permission("x", "y")],
+    [Permission("delete", "text"), Permission("shred", "records"), Permission("x", "y")],
     ids=str,
 )
 def test_when_an_action_is_unknown_then_even_admin_is_denied_by_default(

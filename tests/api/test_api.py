@@ -262,6 +262,7 @@ def test_when_pii_goes_through_every_endpoint_then_it_is_stored_and_logged_nowhe
     ]
     for path, payload, role in sent:
         api.client.post(path, json=payload, headers=api.headers(role))
+    _exercise_records(api)
     api.client.get("/v1/audit/events", headers=api.headers("compliance_officer"))
     dump = _dump_database(api)
     audit_file = api.settings.audit_jsonl_path
@@ -271,6 +272,39 @@ def test_when_pii_goes_through_every_endpoint_then_it_is_stored_and_logged_nowhe
     for value in PII.values():
         assert value not in stored, f"a {value!r} reached the database or audit file"
         assert value not in logs
+
+
+def _exercise_records(api: Api) -> None:
+    """Every records route with PII in fields, notes, search and reveal reason."""
+    record = {
+        "full_name": PII["name"],
+        "email": PII["email"],
+        "phone": PII["phone"],
+        "notes": CHAT,
+        "extra": {"card": PII["card"]},
+        "account": {"account_id": PII["password"]},
+    }
+    created = api.client.post("/v1/records", json=record, headers=api.headers("agent"))
+    assert created.status_code == 201, created.text
+    record_id = created.json()["id"]
+    calls: list[tuple[str, str, dict[str, object] | None, str]] = [
+        ("GET", f"/v1/records/{record_id}", None, "analyst"),
+        ("PATCH", f"/v1/records/{record_id}", {"notes": CHAT, "phone": "bad\x00"}, "agent"),
+        ("PATCH", f"/v1/records/{record_id}", {"notes": f"{CHAT} again"}, "agent"),
+        ("POST", "/v1/records/search", {"email": PII["email"]}, "agent"),
+        ("POST", "/v1/records/search", {"phone": PII["phone"], "email": PII["email"]}, "agent"),
+        ("POST", f"/v1/records/{record_id}/reveal", {"reason": f"for {PII['name']}"}, "supervisor"),
+        ("POST", "/v1/records", {**record, "email": {"x": PII["email"]}}, "agent"),
+        ("GET", "/v1/records", None, "compliance_officer"),
+        ("DELETE", f"/v1/records/{record_id}", None, "admin"),
+        ("GET", f"/v1/records/{record_id}", None, "agent"),
+    ]
+    for method, path, body, role in calls:
+        response = api.client.request(method, path, json=body, headers=api.headers(role))
+        assert response.status_code < 500, response.text
+        if role in {"analyst", "compliance_officer", "admin"}:  # views and tombstones
+            for value in PII.values():
+                assert value not in response.text, (method, path)
 
 
 def _dump_database(api: Api) -> str:

@@ -111,19 +111,27 @@ def test_when_agent_updates_then_changes_are_stored_and_audited(api: RecordsApi)
 
 def test_when_searching_then_matches_are_found_by_blind_index(api: RecordsApi) -> None:
     record_id = api.create()
-    response = api.client.get(
+    response = api.client.post(
         "/v1/records/search",
-        params={"email": "ALICE.Marchetti@example.org"},
+        json={"email": "ALICE.Marchetti@example.org"},
         headers=api.as_("agent"),
     )
     assert response.status_code == 200, response.text
     assert [r["id"] for r in response.json()["records"]] == [record_id]
-    by_account = api.client.get(
-        "/v1/records/search", params={"account_id": "AC-778812"}, headers=api.as_("agent")
+    by_account = api.client.post(
+        "/v1/records/search", json={"account_id": "AC-778812"}, headers=api.as_("agent")
     )
     assert len(by_account.json()["records"]) == 1
-    none = api.client.get("/v1/records/search", headers=api.as_("agent"))
+    none = api.client.post("/v1/records/search", json={}, headers=api.as_("agent"))
     assert none.status_code == 422
+    assert "exactly one" in none.text
+    two = api.client.post(
+        "/v1/records/search",
+        json={"email": "a@b.example", "phone": "123"},
+        headers=api.as_("agent"),
+    )
+    assert two.status_code == 422
+    assert "a@b.example" not in two.text
     searches = [e["details"] for e in events(api, "records.search")]
     assert {"by": "email", "matches": 1} in searches
     assert {"by": "account_id", "matches": 1} in searches
@@ -205,7 +213,9 @@ def test_when_supervisor_reveals_then_the_clear_record_and_redacted_reason_are_a
     fields = response.json()["fields"]
     assert fields["notes"] == ALICE["notes"]
     assert "Roberto" not in fields["notes_redacted"]
-    (reveal,) = events(api, "records.reveal")
+    denial, reveal = events(api, "records.reveal")
+    assert (denial["decision"], denial["role"]) == ("deny", "agent")
+    assert reveal["decision"] == "allow"
     assert "Alice" not in reveal["details"]["reason"]
     assert "Chargeback" in reveal["details"]["reason"]
     assert reveal["customer"] == api.services.audit.customer_hash(record_id)
@@ -239,7 +249,7 @@ def test_when_unauthenticated_then_every_route_refuses(api: RecordsApi) -> None:
     for method, path in (
         ("POST", "/v1/records"),
         ("GET", "/v1/records"),
-        ("GET", "/v1/records/search?email=a@b.example"),
+        ("POST", "/v1/records/search"),
         ("GET", "/v1/records/x"),
         ("PATCH", "/v1/records/x"),
         ("DELETE", "/v1/records/x"),
