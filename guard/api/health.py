@@ -8,6 +8,7 @@ from sqlalchemy import text
 
 from guard.api.problems import problem
 from guard.api.security import services_of
+from guard.errors import GuardError
 
 router = APIRouter(tags=["operations"])
 
@@ -25,7 +26,7 @@ def healthz() -> dict[str, str]:
 
 @router.get("/readyz", response_model=None)
 def readyz(request: Request) -> JSONResponse | dict[str, object]:
-    """The database answers and the NLP model is loaded."""
+    """The database answers, the NLP model is loaded and the record keys are available."""
     services = services_of(request)
     checks: dict[str, str] = {}
     try:
@@ -36,6 +37,13 @@ def readyz(request: Request) -> JSONResponse | dict[str, object]:
         checks["database"] = f"unavailable ({type(exc).__name__})"
     pipeline = services.detector.nlp_engine.pipeline
     checks["model"] = "ok" if "ner" in pipeline.pipe_names else "not loaded"
+    try:
+        from guard.records.endpoints import records_of  # noqa: PLC0415 - records import keys
+
+        records_of(request).current_key_version()
+        checks["keys"] = "ok"
+    except GuardError as exc:  # a missing keyring, a locked HSM: records cannot be served
+        checks["keys"] = f"unavailable ({type(exc).__name__})"
     if any(value != "ok" for value in checks.values()):
         failing = ", ".join(f"{k}: {v}" for k, v in checks.items() if v != "ok")
         return problem(

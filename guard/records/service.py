@@ -156,6 +156,14 @@ class RecordService:
         self._redactor = redactor
         self.views = views or load_view_policy(settings.policies_dir / VIEWS_FILENAME)
 
+    def current_key_version(self) -> int:
+        """The KEK version new records are wrapped under.
+
+        It asks the key provider, so it doubles as a readiness probe: the keyring or HSM is
+        there and unlocks.
+        """
+        return self._cipher.provider.current_version()
+
     @property
     def redaction_keys(self) -> RedactionKeys:
         """The redaction keys behind pseudonym views."""

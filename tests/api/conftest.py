@@ -34,7 +34,9 @@ class Api:
 
 @pytest.fixture
 def api(db_settings: Settings, detector: Detector, tmp_path: Path) -> Iterator[Api]:
-    settings = db_settings.model_copy(update={"audit_jsonl_path": tmp_path / "audit.jsonl"})
+    settings = db_settings.model_copy(
+        update={"audit_jsonl_path": tmp_path / "audit.jsonl", "keys_dir": tmp_path / "keys"}
+    )
     services = build_services(settings, detector=detector)
     keys = {}
     for role in ("agent", "supervisor", "compliance_officer", "analyst", "admin"):

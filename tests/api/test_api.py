@@ -60,7 +60,7 @@ def test_health_readiness_and_metrics_answer_without_credentials(api: Api) -> No
     assert api.client.get("/healthz").json() == {"status": "ok"}
     ready = api.client.get("/readyz")
     assert ready.status_code == 200
-    assert ready.json()["checks"] == {"database": "ok", "model": "ok"}
+    assert ready.json()["checks"] == {"database": "ok", "model": "ok", "keys": "ok"}
     api.client.post("/v1/redact", json={"text": CHAT}, headers=api.headers("agent"))
     api.client.post("/v1/redact", json={"text": CHAT})
     metrics = api.client.get("/metrics").text
@@ -374,3 +374,10 @@ def test_when_a_compliance_officer_checks_a_decision_then_it_is_explained(api: A
     body = response.json()
     assert body["allowed"] is False
     assert "denied by default" in body["reason"]
+
+
+def test_when_the_keyring_is_gone_then_the_service_is_not_ready(api: Api) -> None:
+    assert api.client.get("/readyz").status_code == 200
+    api.settings.keyring_file.unlink()
+    not_ready = is_problem(api.client.get("/readyz"), 503, "unavailable")
+    assert not_ready["checks"]["keys"] == "unavailable (KeyConfigurationError)"  # type: ignore[index]
