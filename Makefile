@@ -48,6 +48,7 @@ bench: setup
 	$(BIN)/python bench/detect.py
 	$(BIN)/python bench/api.py
 	$(BIN)/python bench/audit.py
+	$(BIN)/python bench/records.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
