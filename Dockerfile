@@ -1,5 +1,8 @@
 # guard: the API image. Build: docker build -t guard .   Run: docker compose up
 # The same steps run by hand on a machine without Docker: `make run` (see README).
+# Production secrets, from the environment: GUARD_REDACTION_KEY, and GUARD_MASTER_KEY (or
+# GUARD_KEYRING_PASSPHRASE) for the keyring; create the keyring once with `guard keys init`.
+# For an HSM, mount the vendor's PKCS#11 module and set GUARD_KEY_PROVIDER=pkcs11 (keys/README.md).
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -18,7 +21,7 @@ WORKDIR /opt/guard
 COPY pyproject.toml README.md ./
 COPY guard ./guard
 COPY policies ./policies
-RUN pip install . \
+RUN pip install ".[hsm]" \
     && guard models install \
     && useradd --system --uid 10001 --home-dir /var/lib/guard --create-home guard \
     && mkdir -p /var/lib/guard/keys /var/lib/guard/var \

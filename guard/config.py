@@ -61,6 +61,10 @@ class Settings(BaseSettings):
     pkcs11_pin: SecretStr | None = None
     pkcs11_key_label: str = Field(default="guard-kek", pattern=r"^[A-Za-z0-9_.-]{1,48}$")
 
+    #: Region (ISO 3166 alpha-2) for phone numbers written without a country code, so that
+    #: ``(415) 555-0100`` and ``+1 415 555 0100`` find the same record.
+    default_phone_region: str = Field(default="US", pattern=r"^[A-Z]{2}$")
+
     # --- storage -------------------------------------------------------------------------
     #: Where the embedded defaults keep their files (SQLite database, audit JSONL).
     var_dir: Path = PROJECT_ROOT / "var"

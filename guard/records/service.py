@@ -16,12 +16,15 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import json
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
+
+import phonenumbers
 
 from guard.crypto.envelope import WrappedKey
 from guard.crypto.errors import IntegrityError, UnknownKeyVersionError
@@ -90,12 +93,25 @@ class RecordListPage:
     next_cursor: str | None
 
 
-def normalise_for_index(kind: str, value: str) -> str:
-    """The form a blind index is computed over: case-folded email, phone digits, trimmed id."""
+def normalise_phone(value: str, region: str) -> str:
+    """A phone number's index form: E.164 when it parses, otherwise its digits.
+
+    ``region`` reads national forms, so ``+1 415 555 0100``, ``(415) 555-0100`` and
+    ``415.555.0100`` (US) all index alike.
+    """
+    with contextlib.suppress(phonenumbers.NumberParseException):
+        number = phonenumbers.parse(value, region)
+        if phonenumbers.is_possible_number(number):
+            return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    return "".join(ch for ch in value if ch.isdigit())
+
+
+def normalise_for_index(kind: str, value: str, *, phone_region: str = "US") -> str:
+    """The form a blind index is computed over: case-folded email, E.164 phone, trimmed id."""
     if kind == "email":
         return value.strip().casefold()
     if kind == "phone":
-        return "".join(ch for ch in value if ch.isdigit())
+        return normalise_phone(value, phone_region)
     return value.strip()
 
 
@@ -371,7 +387,9 @@ class RecordService:
         return None if value is None else self._index(tenant, kind, value)
 
     def _index(self, tenant: str, kind: str, value: str) -> str | None:
-        normalised = normalise_for_index(kind, value)
+        normalised = normalise_for_index(
+            kind, value, phone_region=self.settings.default_phone_region
+        )
         if not normalised:
             return None
         return self._indexer.index(tenant=tenant, field=kind, value=normalised)

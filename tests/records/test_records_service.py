@@ -20,6 +20,7 @@ from guard.records.errors import (
 from guard.records.models import ENCRYPTED_FIELDS
 from guard.records.repository import SqlDataKeyStore
 from guard.records.schemas import RecordCreate, RecordUpdate
+from guard.records.service import normalise_for_index
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -153,6 +154,25 @@ def test_when_searching_by_blind_index_then_normalised_exact_matches_are_found(
     assert records.search(tenant="acme", email="nobody@example.org") == []
     found = records.search(tenant="acme", email="bob@example.org")
     assert found[0].fields["full_name"] == "Bob Stone"
+
+
+@pytest.mark.parametrize(
+    ("region", "stored", "asked"),
+    [
+        ("US", "+1 415 555 0100", "(415) 555-0100"),
+        ("US", "415.555.0100", "+14155550100"),
+        ("US", "+1-415-555-0100", "1 415 555 0100"),
+        ("GB", "+44 20 7946 0321", "020 7946 0321"),
+        ("US", "ext. 12 34", "1234"),  # not a phone number: its digits
+    ],
+)
+def test_phone_numbers_are_found_whatever_their_formatting(
+    records: RecordService, region: str, stored: str, asked: str
+) -> None:
+    records.settings = records.settings.model_copy(update={"default_phone_region": region})
+    record_id = create(records, phone=stored)
+    assert [r.id for r in records.search(tenant="acme", phone=asked)] == [record_id]
+    assert normalise_for_index("phone", "+1 415 555 0100") == "+14155550100"
 
 
 def test_when_search_names_no_or_two_criteria_then_it_is_refused(records: RecordService) -> None:
