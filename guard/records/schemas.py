@@ -10,11 +10,27 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 MAX_TEXT = 500
 MAX_NOTES = 100_000
 MAX_JSON_KEYS = 100
+#: Nesting allowed inside ``account`` and ``extra`` (objects and arrays).
+MAX_JSON_DEPTH = 8
+
+
+def _depth(value: object, level: int = 0) -> int:
+    if level > MAX_JSON_DEPTH:
+        return level
+    if isinstance(value, dict):
+        return max((_depth(v, level + 1) for v in value.values()), default=level + 1)
+    if isinstance(value, list):
+        return max((_depth(v, level + 1) for v in value), default=level + 1)
+    return level
 
 
 def _check_mapping(value: dict[str, Any] | None, *, field: str) -> dict[str, Any] | None:
-    if value is not None and len(value) > MAX_JSON_KEYS:
+    if value is None:
+        return value
+    if len(value) > MAX_JSON_KEYS:
         raise ValueError(f"{field} has more than {MAX_JSON_KEYS} keys")
+    if _depth(value) > MAX_JSON_DEPTH:
+        raise ValueError(f"{field} is nested more than {MAX_JSON_DEPTH} levels deep")
     return value
 
 

@@ -256,3 +256,19 @@ def test_when_unauthenticated_then_every_route_refuses(api: RecordsApi) -> None:
         ("POST", "/v1/records/x/reveal"),
     ):
         assert api.client.request(method, path).status_code == 401, (method, path)
+
+
+def test_when_extra_attributes_nest_too_deep_then_the_record_is_refused(api: RecordsApi) -> None:
+    deep: dict[str, object] = {"leaf": "x"}
+    for _ in range(12):
+        deep = {"a": deep}
+    response = api.client.post("/v1/records", json={"extra": deep}, headers=api.as_("agent"))
+    assert response.status_code == 422
+    assert "nested more than 8 levels" in response.text
+    shallow = {"a": {"b": [{"c": "ok"}]}}
+    created = api.client.post("/v1/records", json={"extra": shallow}, headers=api.as_("agent"))
+    assert created.status_code == 201, created.text
+    assert (
+        api.client.get("/v1/records", headers=api.as_("agent")).json()["records"][0]["id"]
+        == (created.json()["id"])
+    )
