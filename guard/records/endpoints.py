@@ -23,6 +23,7 @@ from guard.access.permissions import (
 from guard.api.security import Caller, record_allowed, redacted_reason, requires, services_of
 from guard.api.services import Services
 from guard.crypto.errors import IntegrityError
+from guard.errors import GuardError
 from guard.records.schemas import (
     RecordCreate,
     RecordErased,
@@ -73,10 +74,14 @@ def records_of(request: Request) -> RecordService:
 def _audited(
     request: Request, caller: Caller, action: str, record_id: str | None, run: Callable[[], T]
 ) -> T:
-    """Run ``run``; a ciphertext failing authentication is audited as a failure, then raised."""
+    """Run ``run``; a failure is audited with its reason, then raised.
+
+    Not found, erased, failed authentication, bad input: probing for record ids leaves a trace.
+    """
     try:
         return run()
-    except IntegrityError:
+    except GuardError as exc:
+        reason = "integrity" if isinstance(exc, IntegrityError) else exc.type_slug
         record_allowed(
             request,
             caller,
@@ -84,7 +89,7 @@ def _audited(
             resource=RESOURCE,
             customer=record_id,
             outcome="failure",
-            details={"reason": "integrity"},
+            details={"reason": reason},
         )
         raise
 
@@ -180,7 +185,14 @@ def list_records(
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
 ) -> RecordPage:
     """A page of the tenant's records: ids, status and timestamps only."""
-    page = records_of(request).list_page(tenant=caller.principal.tenant, cursor=cursor, limit=limit)
+    service = records_of(request)
+    page = _audited(
+        request,
+        caller,
+        "records.list",
+        None,
+        lambda: service.list_page(tenant=caller.principal.tenant, cursor=cursor, limit=limit),
+    )
     record_allowed(
         request,
         caller,
@@ -257,7 +269,14 @@ def erase_record(
     caller: Annotated[Caller, Depends(requires(RECORDS_ERASE))],
 ) -> RecordErased:
     """Crypto-shred the record (right to erasure); its tombstone remains."""
-    tombstone = records_of(request).erase(tenant=caller.principal.tenant, record_id=record_id)
+    service = records_of(request)
+    tombstone = _audited(
+        request,
+        caller,
+        "records.erase",
+        record_id,
+        lambda: service.erase(tenant=caller.principal.tenant, record_id=record_id),
+    )
     record_allowed(
         request,
         caller,

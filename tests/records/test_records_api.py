@@ -272,3 +272,27 @@ def test_when_extra_attributes_nest_too_deep_then_the_record_is_refused(api: Rec
         api.client.get("/v1/records", headers=api.as_("agent")).json()["records"][0]["id"]
         == (created.json()["id"])
     )
+
+
+def test_when_a_record_is_missing_or_erased_then_the_attempt_is_audited(api: RecordsApi) -> None:
+    record_id = api.create()
+    assert (
+        api.client.delete(f"/v1/records/{record_id}", headers=api.as_("admin")).status_code == 200
+    )
+    again = api.client.delete(f"/v1/records/{record_id}", headers=api.as_("admin"))
+    assert again.status_code == 410
+    assert again.json()["type"].endswith("record-erased")
+    missing = api.client.get("/v1/records/no-such-record", headers=api.as_("agent"))
+    assert missing.status_code == 404
+    bad_cursor = api.client.get("/v1/records?cursor=!!", headers=api.as_("agent"))
+    assert bad_cursor.status_code == 422
+    failures = [
+        (e["action"], e["details"]["reason"])
+        for e in api.services.audit.search_events()
+        if e["outcome"] == "failure"
+    ]
+    assert failures == [
+        ("records.erase", "record-erased"),
+        ("records.read", "not-found"),
+        ("records.list", "invalid-input"),
+    ]
