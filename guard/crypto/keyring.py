@@ -29,6 +29,8 @@ import threading
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
+import structlog
+
 from guard.crypto.errors import IntegrityError, KeyConfigurationError, UnknownKeyVersionError
 from guard.crypto.keys import load_master_key, parse_master_key
 from guard.crypto.primitives import (
@@ -47,6 +49,8 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from guard.config import Settings
+
+log = structlog.get_logger(__name__)
 
 FORMAT = "guard-keyring/1"
 Protection = Literal["passphrase", "master-key", "development"]
@@ -179,6 +183,7 @@ class LocalKeyring:
                     f"{keyring.path}: no keyring; create one with `guard keys init`"
                 )
             keyring.initialise(exist_ok=True)
+            log.info("keyring.created", path=str(keyring.path), protection=keyring._secret.kind)  # noqa: SLF001 - same class
         keyring.reload()
         return keyring
 
