@@ -28,7 +28,8 @@ from typing import TYPE_CHECKING, Any, cast
 
 import sqlalchemy
 from pydantic import SecretStr
-from sqlalchemy import Column, Index, MetaData, Table, insert, text
+from sqlalchemy import Table, insert, text
+from storage_peer import raw_table_like
 
 from guard.audit.chain import GENESIS_HASH, canonical_json, checkpoint_payload, seal_event
 from guard.audit.models import AuditEvent
@@ -131,20 +132,8 @@ def measure_appends(db: Database, keys: AuditKeys, count: int) -> dict[str, floa
         trail.record(**_event_fields(i))
     chained = count / (time.perf_counter() - start)
 
-    peer_meta = MetaData()
     # Same columns and indexed columns as audit_events, no chain.
-    source = cast("Table", AuditEvent.__table__)
-    raw_table = Table(
-        "bench_raw_events",
-        peer_meta,
-        *(
-            Column(c.name, c.type, primary_key=c.primary_key, nullable=c.nullable)
-            for c in source.columns
-        ),
-    )
-    for index in source.indexes:
-        Index(f"bench_{index.name}", *(raw_table.c[c.name] for c in index.columns))
-    peer_meta.create_all(db.engine)
+    raw_table = raw_table_like(cast("Table", AuditEvent.__table__), "bench_raw_events", db.engine)
     row = seal_event(_content(0, keys, datetime.now(UTC)), seq=1, prev_hash=GENESIS_HASH, keys=keys)
     start = time.perf_counter()
     for i in range(count):
