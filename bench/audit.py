@@ -21,15 +21,13 @@ import os
 import platform
 import tempfile
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-import sqlalchemy
 from pydantic import SecretStr
-from sqlalchemy import Table, insert, text
-from storage_peer import raw_table_like
+from scratch import ScratchDatabase, postgres_available, raw_table_like
+from sqlalchemy import Table, insert
 
 from guard.audit.chain import GENESIS_HASH, canonical_json, checkpoint_payload, seal_event
 from guard.audit.models import AuditEvent
@@ -47,9 +45,6 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
 RESULTS = PROJECT_ROOT / "bench" / "results" / "audit.json"
-POSTGRES_URL = os.environ.get(
-    "GUARD_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
 BULK_BATCH = 10_000
 CHECKPOINT_EVERY = 1000
 
@@ -59,18 +54,8 @@ class Database:
 
     def __init__(self, backend: str, workdir: Path) -> None:
         self.backend = backend
-        self.schema: str | None = None
-        if backend == "sqlite":
-            url = f"sqlite:///{workdir / f'bench-{uuid.uuid4().hex[:8]}.db'}"
-        else:
-            self.schema = f"bench_{uuid.uuid4().hex[:12]}"
-            with self._admin() as conn:
-                conn.execute(text(f'CREATE SCHEMA "{self.schema}"'))
-            url = (
-                sqlalchemy.engine.make_url(POSTGRES_URL)
-                .update_query_dict({"options": f"-csearch_path={self.schema}"})
-                .render_as_string(hide_password=False)
-            )
+        self.scratch = ScratchDatabase(backend, workdir)
+        url = self.scratch.url
         self.settings = Settings(
             database_url=SecretStr(url),
             keys_dir=workdir / "keys",
@@ -82,28 +67,10 @@ class Database:
         upgrade_to_head(self.engine)
         self.factory = make_session_factory(self.engine)
 
-    @staticmethod
-    def _admin() -> Any:  # noqa: ANN401 - a SQLAlchemy begin() context
-        return sqlalchemy.create_engine(POSTGRES_URL).begin()
-
     def drop(self) -> None:
         """Release the database."""
         self.engine.dispose()
-        if self.schema is not None:
-            with self._admin() as conn:
-                conn.execute(text(f'DROP SCHEMA "{self.schema}" CASCADE'))
-
-
-def postgres_available() -> bool:
-    """Whether the benchmark PostgreSQL answers."""
-    try:
-        engine = sqlalchemy.create_engine(POSTGRES_URL)
-        with engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
-        engine.dispose()
-    except sqlalchemy.exc.OperationalError:
-        return False
-    return True
+        self.scratch.drop()
 
 
 def _event_fields(i: int) -> dict[str, Any]:

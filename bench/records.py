@@ -45,11 +45,10 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-import sqlalchemy
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from pydantic import SecretStr
-from sqlalchemy import Table, insert, select, text
-from storage_peer import raw_table_like
+from scratch import POSTGRES_URL, ScratchDatabase, postgres_available, raw_table_like
+from sqlalchemy import Table, insert, select
 
 from guard.access.permissions import RECORDS_CREATE, RECORDS_READ
 from guard.access.principals import Principal
@@ -73,9 +72,6 @@ if TYPE_CHECKING:
     from guard.records.service import RecordService
 
 RESULTS = PROJECT_ROOT / "bench" / "results" / "records.json"
-POSTGRES_URL = os.environ.get(
-    "GUARD_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
 TENANT = "acme"
 ROLE = "agent"
 WARMUP = 25
@@ -199,18 +195,8 @@ class Database:
 
     def __init__(self, backend: str, workdir: Path, detector: Detector) -> None:
         self.backend = backend
-        self.schema: str | None = None
-        if backend == "sqlite":
-            url = f"sqlite:///{workdir / f'bench-{uuid.uuid4().hex[:8]}.db'}"
-        else:
-            self.schema = f"bench_{uuid.uuid4().hex[:12]}"
-            with _admin() as conn:
-                conn.execute(text(f'CREATE SCHEMA "{self.schema}"'))
-            url = (
-                sqlalchemy.engine.make_url(POSTGRES_URL)
-                .update_query_dict({"options": f"-csearch_path={self.schema}"})
-                .render_as_string(hide_password=False)
-            )
+        self.scratch = ScratchDatabase(backend, workdir)
+        url = self.scratch.url
         self.settings = Settings(
             database_url=SecretStr(url),
             keys_dir=workdir / "keys",
@@ -228,25 +214,7 @@ class Database:
     def drop(self) -> None:
         """Release the database."""
         self.services.engine.dispose()
-        if self.schema is not None:
-            with _admin() as conn:
-                conn.execute(text(f'DROP SCHEMA "{self.schema}" CASCADE'))
-
-
-def _admin() -> Any:  # noqa: ANN401 - a SQLAlchemy begin() context
-    return sqlalchemy.create_engine(POSTGRES_URL).begin()
-
-
-def postgres_available() -> bool:
-    """Whether the benchmark PostgreSQL answers."""
-    try:
-        engine = sqlalchemy.create_engine(POSTGRES_URL)
-        with engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
-        engine.dispose()
-    except sqlalchemy.exc.OperationalError:
-        return False
-    return True
+        self.scratch.drop()
 
 
 def _engine_label(engine: Engine) -> str:

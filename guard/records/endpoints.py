@@ -103,6 +103,11 @@ def _summary_fields(record: DecryptedRecord) -> dict[str, Any]:
     }
 
 
+def _shown(service: RecordService, caller: Caller) -> frozenset[str]:
+    """The stored fields the caller's role sees: the only ones decrypted for it."""
+    return service.views.stored_fields(caller.principal.role)
+
+
 def _view(service: RecordService, record: DecryptedRecord, caller: Caller) -> RecordRead:
     role = caller.principal.role
     fields = service.views.apply(
@@ -121,7 +126,7 @@ def create_record(
 ) -> RecordRead:
     """Store a new record, encrypted; notes are kept in full and redacted."""
     service = records_of(request)
-    record = service.create(tenant=caller.principal.tenant, data=body)
+    record = service.create(tenant=caller.principal.tenant, data=body, only=_shown(service, caller))
     record_allowed(
         request,
         caller,
@@ -153,7 +158,11 @@ def search_records(
         "records.search",
         None,
         lambda: service.search(
-            tenant=caller.principal.tenant, email=email, phone=phone, account_id=account_id
+            tenant=caller.principal.tenant,
+            email=email,
+            phone=phone,
+            account_id=account_id,
+            only=_shown(service, caller),
         ),
     )
     record_allowed(
@@ -220,7 +229,9 @@ def read_record(
         caller,
         "records.read",
         record_id,
-        lambda: service.read(tenant=caller.principal.tenant, record_id=record_id),
+        lambda: service.read(
+            tenant=caller.principal.tenant, record_id=record_id, only=_shown(service, caller)
+        ),
     )
     view = _view(service, record, caller)
     record_allowed(
@@ -248,7 +259,12 @@ def update_record(
         caller,
         "records.update",
         record_id,
-        lambda: service.update(tenant=caller.principal.tenant, record_id=record_id, changes=body),
+        lambda: service.update(
+            tenant=caller.principal.tenant,
+            record_id=record_id,
+            changes=body,
+            only=_shown(service, caller),
+        ),
     )
     record_allowed(
         request,

@@ -46,7 +46,7 @@ from guard.records.views import VIEWS_FILENAME, ViewPolicy, load_view_policy
 from guard.storage.engine import session_scope
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Collection, Mapping
 
     from sqlalchemy.orm import Session, sessionmaker
 
@@ -187,8 +187,14 @@ class RecordService:
 
     # ------------------------------------------------------------------------- writes
 
-    def create(self, *, tenant: str, data: RecordCreate) -> DecryptedRecord:
-        """Encrypt and store a new record; notes are stored in full and redacted."""
+    def create(
+        self, *, tenant: str, data: RecordCreate, only: Collection[str] | None = None
+    ) -> DecryptedRecord:
+        """Encrypt and store a new record; notes are stored in full and redacted.
+
+        ``only`` (here and in the other calls that return fields): the stored fields to decrypt
+        for the caller, e.g. :meth:`ViewPolicy.stored_fields` of its role; default all.
+        """
         record_id = str(uuid.uuid4())
         data_key, wrapped = self._cipher.new_data_key(tenant=tenant, customer=record_id)
         now = _now()
@@ -206,9 +212,16 @@ class RecordService:
         counts = self._write_fields(row, data_key, values)
         with session_scope(self._factory) as session:
             RecordRepository(session).add(row)
-        return self._decrypted(row, data_key, counts)
+        return self._decrypted(row, data_key, counts, only)
 
-    def update(self, *, tenant: str, record_id: str, changes: RecordUpdate) -> DecryptedRecord:
+    def update(
+        self,
+        *,
+        tenant: str,
+        record_id: str,
+        changes: RecordUpdate,
+        only: Collection[str] | None = None,
+    ) -> DecryptedRecord:
         """Re-encrypt the fields sent (``null`` clears one); other ciphertexts are untouched."""
         values = {name: getattr(changes, name) for name in changes.model_fields_set}
         with session_scope(self._factory, write=True) as session:
@@ -218,7 +231,7 @@ class RecordService:
             counts = self._write_fields(row, data_key, values)
             row.updated_at = _now()
             repo.flush()
-            return self._decrypted(row, data_key, counts)
+            return self._decrypted(row, data_key, counts, only)
 
     def erase(self, *, tenant: str, record_id: str) -> DecryptedRecord:
         """Crypto-shred: drop the wrapped data key and every ciphertext; keep a tombstone."""
@@ -239,11 +252,13 @@ class RecordService:
 
     # -------------------------------------------------------------------------- reads
 
-    def read(self, *, tenant: str, record_id: str) -> DecryptedRecord:
-        """The record decrypted in full (callers apply a role view before showing it)."""
+    def read(
+        self, *, tenant: str, record_id: str, only: Collection[str] | None = None
+    ) -> DecryptedRecord:
+        """The record decrypted (callers apply a role view before showing it)."""
         with session_scope(self._factory) as session:
             row = self._active(RecordRepository(session), tenant=tenant, record_id=record_id)
-        return self._decrypted(row, self._data_key(row))
+        return self._decrypted(row, self._data_key(row), only=only)
 
     def search(
         self,
@@ -253,6 +268,7 @@ class RecordService:
         phone: str | None = None,
         account_id: str | None = None,
         limit: int = MAX_SEARCH_RESULTS,
+        only: Collection[str] | None = None,
     ) -> list[DecryptedRecord]:
         """Active records matching exactly one of email, phone or account id (blind index)."""
         given = (("email", email), ("phone", phone), ("account_id", account_id))
@@ -268,7 +284,7 @@ class RecordService:
             rows = RecordRepository(session).find_by_index(
                 tenant=tenant, column=BLIND_INDEXES[kind], digest=digest, limit=limit
             )
-        return [self._decrypted(row, self._data_key(row)) for row in rows]
+        return [self._decrypted(row, self._data_key(row), only=only) for row in rows]
 
     def list_page(
         self, *, tenant: str, cursor: str | None = None, limit: int = 50
@@ -395,9 +411,15 @@ class RecordService:
         return self._indexer.index(tenant=tenant, field=kind, value=normalised)
 
     def _decrypted(
-        self, row: CustomerRecord, data_key: bytes, counts: dict[str, int] | None = None
+        self,
+        row: CustomerRecord,
+        data_key: bytes,
+        counts: dict[str, int] | None = None,
+        only: Collection[str] | None = None,
     ) -> DecryptedRecord:
-        fields = {name: self._decrypt(row, data_key, name) for name in ENCRYPTED_FIELDS}
+        # Fields the caller will not be shown are never decrypted (less plaintext in memory).
+        names = ENCRYPTED_FIELDS if only is None else [n for n in ENCRYPTED_FIELDS if n in only]
+        fields = {name: self._decrypt(row, data_key, name) for name in names}
         return DecryptedRecord(
             id=row.id,
             tenant=row.tenant,

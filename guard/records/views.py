@@ -164,6 +164,17 @@ class ViewPolicy:
         """The role's view; an unknown role sees every field hidden."""
         return self._roles.get(role, _HIDDEN_VIEW)
 
+    def stored_fields(self, role: str) -> frozenset[str]:
+        """The stored fields ``role``'s view reads (``notes_redacted`` for redacted notes)."""
+        needed = set()
+        for name in VIEW_FIELDS:
+            mode = self.view_for(role).rule(name).mode
+            if mode == "redacted":
+                needed.add("notes_redacted")
+            elif mode != "hidden":
+                needed.add(name)
+        return frozenset(needed)
+
     def apply(
         self,
         role: str,

@@ -443,3 +443,14 @@ def test_when_the_data_key_store_replaces_then_it_compares_and_sets(
     assert store.count_by_version()[old.kek_version + 100] == 1
     assert store.replace_wrapped(erased, old, new) is False
     assert data_key
+
+
+def test_a_read_decrypts_only_the_fields_asked_for(records: RecordService, engine: Engine) -> None:
+    record_id = create(records)
+    blob = bytearray(ciphertext(engine, record_id, "date_of_birth"))
+    blob[-1] ^= 0x01
+    put(engine, record_id, "date_of_birth", bytes(blob))
+    shown = records.read(tenant="acme", record_id=record_id, only={"email", "notes_redacted"})
+    assert set(shown.fields) == {"email", "notes_redacted"}
+    with pytest.raises(RecordIntegrityError, match="date_of_birth"):
+        records.read(tenant="acme", record_id=record_id)

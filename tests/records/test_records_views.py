@@ -143,3 +143,15 @@ def test_when_views_yaml_is_not_yaml_then_the_error_names_the_file(tmp_path: Pat
     path.write_text("roles: [unclosed", encoding="utf-8")
     with pytest.raises(PolicyError, match=r"views\.yaml: not valid YAML"):
         load_view_policy(path)
+
+
+def test_each_role_decrypts_only_the_stored_fields_its_view_shows(settings: Settings) -> None:
+    views = load_view_policy(settings.policies_dir / VIEWS_FILENAME)
+    assert views.stored_fields("compliance_officer") == frozenset()
+    assert views.stored_fields("nobody") == frozenset()
+    agent = views.stored_fields("agent")
+    assert "notes_redacted" in agent
+    assert "notes" not in agent
+    assert "date_of_birth" not in agent
+    assert "notes" not in views.stored_fields("analyst")
+    assert views.stored_fields("supervisor") >= {"notes", "date_of_birth", "extra"}
