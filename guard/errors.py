@@ -61,3 +61,32 @@ class TokenError(GuardError):
 
     status_code = 422
     type_slug = "invalid-token"
+
+
+class AnalysisBudgetError(InvalidInputError):
+    """A text whose analysis did not finish within the per-request time budget.
+
+    The work is stopped (its worker process is ended), nothing of the text is returned, and the
+    request fails: a detector that runs out of time never lets text through unanalysed.
+    """
+
+    status_code = 422
+    type_slug = "analysis-budget-exceeded"
+
+
+class DetectionFailedError(GuardError):
+    """A recognizer could not finish on this text (e.g. a regex timed out): fail closed."""
+
+    status_code = 422
+    type_slug = "detection-failed"
+
+
+class ServiceBusyError(GuardError):
+    """Too much work queued already; the client should retry after ``retry_after`` seconds."""
+
+    status_code = 503
+    type_slug = "busy"
+
+    def __init__(self, message: str, *, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
