@@ -1,9 +1,22 @@
-"""Organisation-specific identifiers and per-tenant allow/deny lists, configured in YAML.
+r"""Organisation-specific identifiers and per-tenant allow/deny lists, configured in YAML.
 
 ``policies/recognizers.yaml`` declares identifiers such as account ids, order ids, usernames
 and member numbers (regex + context words + score) without code. ``policies/tenants.yaml``
 holds each tenant's allow-list (the company's own name and support address are not PII) and
 deny-list (values always redacted). Both are validated on load; an error names the entry.
+
+Time: a user's regex must not let one text hold a worker (a backtracking regex can take
+exponential or polynomial time in the text). Each pattern runs on one of two engines:
+
+- RE2 (``google-re2``), which guarantees time linear in the text, for every pattern it accepts:
+  named groups and ``(?i)`` included, but not lookarounds or backreferences. Its ``\d``,
+  ``\w`` and ``\b`` are ASCII, where Python's are Unicode.
+- Patterns RE2 refuses (lookarounds, backreferences, possessive or atomic groups) run on the
+  ``regex`` module only if a static check proves the backtracking bounded at every start
+  position: no unbounded repetition (``*``, ``+``, ``{n,}``) and at most
+  MAX_BACKTRACKING_PATHS ways of reading the pattern. Otherwise loading fails with a
+  message naming the file, the recognizer and the pattern index. They also run with a time
+  limit, and running out of it fails closed (DetectionFailedError), never open.
 """
 
 from __future__ import annotations
@@ -11,14 +24,29 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Annotated, Any
 
+import re2  # type: ignore[import-untyped] # google-re2 ships no type information
+import regex
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from guard.detection.recognizers.base import RegexRecognizer
+from guard.detection.recognizers.base import (
+    REGEX_TIMEOUT_SECONDS,
+    Finding,
+    GuardRecognizer,
+    regex_timed_out,
+)
 from guard.errors import PolicyError
 from guard.policyfiles import read_policy_yaml
 
 if TYPE_CHECKING:
+    import sre_parse as _parser  # the typed name of the module below
+    from collections.abc import Iterable, Iterator, Sequence
     from pathlib import Path
+else:
+    from re import _parser  # Python's own regex parser; ``sre_parse`` is its deprecated alias
+
+#: Most ways a pattern that RE2 cannot run may be read at one start position (the product of
+#: its repetition counts and alternatives); past it backtracking can explode, so it is refused.
+MAX_BACKTRACKING_PATHS = 10_000
 
 ENTITY_NAME = r"^[A-Z][A-Z0-9_]{1,63}$"
 
@@ -41,6 +69,8 @@ class PatternSpec(BaseModel):
             raise ValueError(f"invalid regular expression: {exc}") from None
         if compiled.match(""):
             raise ValueError("the regular expression matches the empty string")
+        if _re2(value, ignore_case=False) is None:
+            _check_bounded_backtracking(value)
         return value
 
 
@@ -160,20 +190,132 @@ def load_tenants_file(path: Path) -> TenantsFile:
         raise PolicyError(_describe(path, data, exc)) from None
 
 
-def build_custom_recognizers(spec_file: RecognizersFile) -> list[RegexRecognizer]:
-    """One RegexRecognizer per pattern, named after its recognizer entry."""
-    built = []
-    for spec in spec_file.recognizers:
-        for index, pattern in enumerate(spec.patterns):
-            flags = re.IGNORECASE if pattern.ignore_case else 0
-            built.append(
-                RegexRecognizer(
-                    entity=spec.entity,
-                    name=f"custom:{spec.name}:{index}",
-                    pattern=re.compile(pattern.regex, flags),
-                    score=pattern.score,
-                    group="value" if "value" in re.compile(pattern.regex).groupindex else 0,
-                    context=spec.context,
-                )
+def _re2(pattern: str, *, ignore_case: bool) -> Any:  # noqa: ANN401 - re2 is untyped
+    """The pattern compiled by RE2, or None when RE2 does not accept its syntax."""
+    options = re2.Options()
+    options.log_errors = False  # a refused pattern is an answer here, not an error to log
+    options.case_sensitive = not ignore_case
+    try:
+        return re2.compile(pattern, options)
+    except re2.error:
+        return None
+
+
+def _check_bounded_backtracking(pattern: str) -> None:
+    """Refuse a pattern whose backtracking is not bounded at each start position."""
+    paths = _paths(_parser.parse(pattern).data)
+    if paths > MAX_BACKTRACKING_PATHS:
+        raise ValueError(
+            "the regular expression can backtrack too much: it uses lookarounds or "
+            "backreferences, so it cannot run on the linear-time engine (RE2), and it "
+            f"can be read in more than {MAX_BACKTRACKING_PATHS} ways at one position; "
+            "bound or remove nested repetitions, or drop the lookarounds"
+        )
+
+
+def _paths(items: Iterable[Any]) -> int:
+    r"""How many ways ``items`` (a parsed pattern) can be read at one position, capped.
+
+    Raises ValueError on an unbounded repetition: with lookarounds or backreferences such a
+    pattern has no bound on its work per position (``(?=\w*x)`` scans to the end of the text
+    from every position: quadratic).
+    """
+    total = 1
+    for op, argument in items:
+        total = min(total * _item_paths(op, argument), MAX_BACKTRACKING_PATHS + 1)
+    return total
+
+
+def _item_paths(op: Any, argument: Any) -> int:  # noqa: ANN401, PLR0911 - one case per opcode
+    constants = _parser
+    if op in (constants.MAX_REPEAT, constants.MIN_REPEAT, constants.POSSESSIVE_REPEAT):
+        low, high, body = argument
+        if high == constants.MAXREPEAT:
+            raise ValueError(
+                "the regular expression has an unbounded repetition (*, + or {n,}) and "
+                "lookarounds or backreferences: RE2 cannot run it, and on the backtracking "
+                "engine it may take time quadratic in the text; bound it, e.g. {0,40}"
             )
-    return built
+        inner = _paths(body)
+        ways = sum(min(inner**count, MAX_BACKTRACKING_PATHS + 1) for count in range(low, high + 1))
+        return int(min(ways, MAX_BACKTRACKING_PATHS + 1))
+    if op is constants.BRANCH:
+        return min(sum(_paths(branch) for branch in argument[1]), MAX_BACKTRACKING_PATHS + 1)
+    if op is constants.SUBPATTERN:
+        return _paths(argument[-1])
+    if op in (constants.ASSERT, constants.ASSERT_NOT):
+        return _paths(argument[1])
+    if op is constants.ATOMIC_GROUP:
+        return _paths(argument)
+    if op is constants.GROUPREF_EXISTS:
+        return _paths(argument[1]) + (_paths(argument[2]) if argument[2] is not None else 1)
+    return 1
+
+
+class UserPatternRecognizer(GuardRecognizer):
+    """A pattern from ``recognizers.yaml``, on RE2 if it can, else on ``regex`` with a limit."""
+
+    def __init__(
+        self,
+        *,
+        entity: str,
+        name: str,
+        pattern: str,
+        score: float,
+        ignore_case: bool,
+        context: Sequence[str],
+    ) -> None:
+        super().__init__(entity=entity, name=name, context=context)
+        self.score = score
+        self.regex_timeout_seconds = REGEX_TIMEOUT_SECONDS
+        self._re2 = _re2(pattern, ignore_case=ignore_case)
+        self._regex = (
+            None
+            if self._re2 is not None
+            else regex.compile(pattern, regex.IGNORECASE if ignore_case else 0)
+        )
+        groups = self._re2.groupindex if self._re2 is not None else self._regex_groups()
+        self.group: int = int(groups.get("value", 0))
+
+    def _regex_groups(self) -> dict[str, int]:
+        assert self._regex is not None  # noqa: S101 - called only when RE2 refused the pattern
+        return dict(self._regex.groupindex)
+
+    @property
+    def engine(self) -> str:
+        """Which engine runs the pattern: "re2" (linear time) or "regex" (bounded, limited)."""
+        return "re2" if self._re2 is not None else "regex"
+
+    def find(self, text: str) -> Iterable[Finding]:
+        """Every match (or its ``value`` group); a time-out raises DetectionFailedError."""
+        for start, end in self._spans(text):
+            if 0 <= start < end:
+                yield start, end, self.score
+
+    def _spans(self, text: str) -> Iterator[tuple[int, int]]:
+        if self._re2 is not None:
+            for match in self._re2.finditer(text):
+                yield match.span(self.group)
+            return
+        assert self._regex is not None  # noqa: S101 - one of the two engines is always set
+        try:
+            for match in self._regex.finditer(text, timeout=self.regex_timeout_seconds):
+                yield match.span(self.group)
+        except TimeoutError:
+            raise regex_timed_out(self.name, self.regex_timeout_seconds) from None
+
+
+def build_custom_recognizers(spec_file: RecognizersFile) -> list[UserPatternRecognizer]:
+    """One recognizer per pattern, named after its recognizer entry and the pattern's index."""
+    return [
+        UserPatternRecognizer(
+            entity=spec.entity,
+            name=f"custom:{spec.name}:{index}",
+            pattern=pattern.regex,
+            score=pattern.score,
+            ignore_case=pattern.ignore_case,
+            context=spec.context,
+        )
+        for spec in spec_file.recognizers
+        for index, pattern in enumerate(spec.patterns)
+    ]

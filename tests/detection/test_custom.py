@@ -104,3 +104,52 @@ def test_when_a_tenant_name_is_invalid_then_the_error_names_it(tmp_path: Path) -
     path.write_text("version: 1\ntenants:\n  'Bad Tenant!': {allow: [x]}\n", encoding="utf-8")
     with pytest.raises(PolicyError, match="tenants"):
         load_tenants_file(path)
+
+
+@pytest.mark.parametrize(
+    ("regex", "expected"),
+    [
+        # an unbounded repetition with a lookaround: quadratic on a backtracking engine
+        (r"(?<![\w@.])\w+@", "unbounded repetition"),
+        (r"(?=[A-Z0-9]*\d)[A-Z0-9]{10}", "unbounded repetition"),
+        # bounded, but nested so deeply that one position can be read in billions of ways
+        (r"(?<!x)(?:a{0,10}){0,10}b", "backtrack too much"),
+    ],
+)
+def test_when_a_user_regex_can_backtrack_without_bound_then_loading_fails_naming_it(
+    tmp_path: Path, regex: str, expected: str
+) -> None:
+    body = (
+        "version: 1\nrecognizers:\n  - name: ok_one\n    entity: OK_ONE\n"
+        "    patterns: [{regex: 'OK\\d{4}', score: 0.5}]\n"
+        "  - name: risky\n    entity: RISKY_ID\n"
+        f"    patterns: [{{regex: 'Z\\d{{4}}', score: 0.5}}, {{regex: '{regex}', score: 0.5}}]\n"
+    )
+    path = write(tmp_path, body)
+    with pytest.raises(PolicyError, match=expected) as raised:
+        load_recognizers_file(path)
+    assert str(path) in str(raised.value)
+    assert r"recognizer 'risky' (recognizers.1.patterns.1.regex)" in str(raised.value)
+
+
+def test_when_a_user_regex_has_no_lookaround_then_it_runs_on_the_linear_time_engine(
+    tmp_path: Path,
+) -> None:
+    spec = load_recognizers_file(
+        write(
+            tmp_path,
+            "version: 1\nrecognizers:\n  - name: email_like\n    entity: EMAIL_LIKE\n"
+            "    patterns: [{regex: '(?i)(?P<value>\\w+@\\w+)', score: 0.9}]\n",
+        )
+    )
+    (recognizer,) = build_custom_recognizers(spec)
+    assert recognizer.engine == "re2"
+    text = "write to Joe@Example now"
+    assert [(text[s:e], score) for s, e, score in recognizer.find(text)] == [("Joe@Example", 0.9)]
+
+
+def test_the_shipped_user_regexes_run_on_re2_or_are_bounded() -> None:
+    spec = load_recognizers_file(PROJECT_ROOT / "policies" / "recognizers.yaml")
+    engines = {r.name: r.engine for r in build_custom_recognizers(spec)}
+    assert engines["custom:member_number:0"] == "re2"
+    assert engines["custom:order_id:0"] == "regex"  # a lookbehind: checked bounded at load

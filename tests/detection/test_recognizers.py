@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import re
 
 import pytest
+import regex
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from presidio_analyzer import Pattern
+from presidio_analyzer.predefined_recognizers import EmailRecognizer, UrlRecognizer
 
-if TYPE_CHECKING:
-    from guard.detection.engine import Detector
+from guard.detection.custom import UserPatternRecognizer
+from guard.detection.engine import Detector, guard_recognizers
+from guard.detection.recognizers.address import introduced_address_values
+from guard.detection.recognizers.base import FailClosedPatternRecognizer, GuardRecognizer
+from guard.detection.recognizers.presidio import GuardUrlRecognizer, email_spans
+from guard.errors import DetectionFailedError
 
 
 def found(detector: Detector, text: str, tenant: str | None = None) -> set[tuple[str, str]]:
@@ -153,3 +162,103 @@ def test_when_text_only_looks_like_pii_then_that_type_is_not_reported(
 )
 def test_when_a_message_has_no_pii_then_nothing_is_found(detector: Detector, text: str) -> None:
     assert detector.analyze(text) == []
+
+
+# ---------------------------------------------------------------- linear scans, fail closed
+_URL_AND_EMAIL_PIECES = [
+    "http://", "https://", "HTTP://", "www.", "www1.", "example", ".com", ".co", ".uk",
+    ".community", ".org/x", ".No", "it", "a", "b", ".", "..", "-", "/", "'", '"', " ", "\n",
+    "x1", "@", "_", "!", "+", "é", "(", "ab.cd",
+]  # fmt: skip
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.sampled_from(_URL_AND_EMAIL_PIECES), max_size=16).map("".join))
+def test_when_guard_scans_for_urls_and_emails_then_it_finds_what_presidios_regexes_find(
+    text: str,
+) -> None:
+    presidio_urls = UrlRecognizer().analyze(text, ["URL"])
+    guard_urls = GuardUrlRecognizer().analyze(text, ["URL"])
+    assert sorted((r.start, r.end, r.score) for r in guard_urls) == sorted(
+        (r.start, r.end, r.score) for r in presidio_urls
+    )
+    presidio_email = regex.compile(EmailRecognizer.PATTERNS[0].regex, regex.I | regex.M | regex.S)
+    assert list(email_spans(text)) == [m.span() for m in presidio_email.finditer(text)]
+
+
+def test_when_a_pattern_recognizer_times_out_then_detection_fails_closed(
+    detector: Detector,
+) -> None:
+    catastrophic = FailClosedPatternRecognizer(
+        supported_entity="TEST_SECRET",
+        name="test_catastrophic",
+        patterns=[Pattern(name="nested", regex=r"(?:a|a)+$", score=0.9)],
+    )
+    catastrophic.regex_timeout_seconds = 0.05
+    strict = Detector(
+        settings=detector.settings, nlp=detector.nlp_engine.pipeline, recognizers=[catastrophic]
+    )
+    text = "a" * 40 + "!"
+    with pytest.raises(DetectionFailedError, match="test_catastrophic") as raised:
+        strict.analyze(text)
+    assert text not in str(raised.value)
+
+
+def test_when_a_user_regex_times_out_then_detection_fails_closed(detector: Detector) -> None:
+    # built directly: loading the file would refuse this pattern (unbounded, with a lookbehind)
+    user = UserPatternRecognizer(
+        entity="TEST_ID",
+        name="custom:test:0",
+        pattern=r"(?:a|a)+(?<!x)$",
+        score=0.9,
+        ignore_case=False,
+        context=(),
+    )
+    assert user.engine == "regex"
+    user.regex_timeout_seconds = 0.05
+    strict = Detector(
+        settings=detector.settings, nlp=detector.nlp_engine.pipeline, recognizers=[user]
+    )
+    with pytest.raises(DetectionFailedError, match="custom:test:0"):
+        strict.analyze("a" * 40 + "!")
+
+
+_PRECHECK_PIECES = [
+    "1", "12", "345", "4111 1111 1111 1111", "-", ".", " ", "\n", "Street", "a", "Ann",
+    "password", "pin", "key", "token", "sk-", "ghp_", "March", "12:30", "2024-01-02", ":",
+    "@", "iban", "GB82WEST12345698765432", "Suite", "via", "strasse", "zip", "MA",
+]  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(_PRECHECK_PIECES), max_size=14).map(" ".join))
+def test_when_a_precheck_skips_a_text_then_the_recognizer_finds_nothing_in_it(text: str) -> None:
+    for recognizer in guard_recognizers():
+        if not isinstance(recognizer, GuardRecognizer) or recognizer.precheck is None:
+            continue
+        if not recognizer.precheck(text):
+            assert list(recognizer.find(text)) == [], recognizer.name
+
+
+#: The introduced-address regex guard used before its linear scan (cubic on long clauses,
+#: exact on short ones): the scan must find the same values.
+_INTRODUCED_ADDRESS_REGEX = re.compile(
+    r"""\b(?:(?<!ip\s)(?<!e-mail\s)(?<!email\s)(?<!mac\s)(?<!web\s)(?<!wallet\s)
+         address(?:\s+is|\s+was|\s+will\s+be)?|lives?\s+at|living\s+at|located\s+at|moved\s+to
+         |(?:ship|send|deliver|mail)(?:ped|ed)?\s+(?:it\s+|them\s+)?to|reside[sd]?\s+at|resides\s+at)
+         \s*[:\-]?\s*(?P<value>[^\n.;!?]*\d[^\n;!?]*?)(?=[.;!?]\s|[.;!?]?$|\n)""",
+    re.VERBOSE | re.IGNORECASE,
+)
+_ADDRESS_PIECES = [
+    "address", " is ", " ", "12", "Main St", ".", ". ", ";", "!", "?", "\n", "x", "lives at",
+    "ip ", ":", "-", "ship it to", "4b", "email ",
+]  # fmt: skip
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.sampled_from(_ADDRESS_PIECES), max_size=12).map("".join))
+def test_when_an_address_is_introduced_then_the_scan_finds_what_the_old_regex_found(
+    text: str,
+) -> None:
+    expected = [m.span("value") for m in _INTRODUCED_ADDRESS_REGEX.finditer(text)]
+    assert list(introduced_address_values(text)) == expected

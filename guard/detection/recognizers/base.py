@@ -1,4 +1,11 @@
-"""The base of guard's own recognizers: compiled regexes, a cheap pre-check, Presidio results."""
+"""The base of guard's own recognizers: compiled regexes, a cheap pre-check, Presidio results.
+
+Time: every regex here must run in time linear in the text (tests/detection/test_linear_time.py
+feeds each recognizer adversarial inputs of growing size). Where a regex is run with a time
+limit (Presidio-derived patterns, users' patterns), running out of time fails *closed*: the
+recognizer raises DetectionFailedError and the request fails, instead of Presidio's default of
+logging a warning and skipping the recognizer, which lets the value through unredacted.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +13,21 @@ import re
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
-from presidio_analyzer import AnalysisExplanation, LocalRecognizer, RecognizerResult
+import regex
+from presidio_analyzer import (
+    AnalysisExplanation,
+    EntityRecognizer,
+    LocalRecognizer,
+    PatternRecognizer,
+    RecognizerResult,
+)
+
+from guard.errors import DetectionFailedError
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Sequence
+    from collections.abc import Callable, Iterable, Iterator, Sequence
+
+    from presidio_analyzer import Pattern
 
 #: (start, end, score) of one finding, before it becomes a RecognizerResult.
 Finding = tuple[int, int, float]
@@ -136,3 +154,95 @@ class RegexRecognizer(GuardRecognizer):
             if self.validate is not None and not self.validate(text[start:end]):
                 continue
             yield start, end, self.score
+
+
+#: Time limit of one regex over one text, for the patterns run with a limit (Presidio-derived
+#: and users'). Linear patterns take well under a second on the largest text guard accepts;
+#: past the limit the recognizer fails closed (DetectionFailedError), never open.
+REGEX_TIMEOUT_SECONDS = 10.0
+
+
+def regex_timed_out(recognizer_name: str, seconds: float) -> DetectionFailedError:
+    """The error for a regex that ran out of time: names the recognizer, never the text."""
+    return DetectionFailedError(
+        f"recognizer {recognizer_name!r} did not finish within its regex time limit of "
+        f"{seconds:g} s; the text was not analysed completely, so it is refused"
+    )
+
+
+@lru_cache(maxsize=256)
+def _compiled(pattern: str, flags: int) -> regex.Pattern[str]:
+    return regex.compile(pattern, flags=flags)
+
+
+class FailClosedPatternRecognizer(PatternRecognizer):
+    """A Presidio PatternRecognizer whose regex time-out raises instead of skipping.
+
+    Presidio's own ``analyze`` catches the ``regex`` module's TimeoutError, logs a warning and
+    returns what it found so far; a value that should be redacted is then silently let through.
+    Put this class first in the bases of a Presidio recognizer (``class X(
+    FailClosedPatternRecognizer, UrlRecognizer)``): its patterns, context and validation stay
+    Presidio's, only the matching loop is this one.
+    """
+
+    regex_timeout_seconds: float = REGEX_TIMEOUT_SECONDS
+    # Presidio assigns these in __init__ without annotations
+    name: str
+    patterns: list[Pattern]
+    global_regex_flags: int
+
+    def analyze(
+        self,
+        text: str,
+        entities: list[str],
+        nlp_artifacts: Any = None,  # noqa: ANN401 - Presidio's signature
+        regex_flags: int | None = None,
+    ) -> list[RecognizerResult]:
+        """Every pattern over ``text``; a time-out raises DetectionFailedError."""
+        del entities, nlp_artifacts
+        flags = regex_flags or self.global_regex_flags
+        results: list[RecognizerResult] = []
+        for pattern in self.patterns:
+            compiled = _compiled(pattern.regex, flags)
+            try:
+                for match in compiled.finditer(text, timeout=self.regex_timeout_seconds):
+                    results.extend(self.match_results(text, match, pattern, flags))
+            except TimeoutError:
+                raise regex_timed_out(self.name, self.regex_timeout_seconds) from None
+        return EntityRecognizer.remove_duplicates(results)
+
+    def match_results(
+        self, text: str, match: regex.Match[str], pattern: Pattern, flags: int
+    ) -> Iterator[RecognizerResult]:
+        """Presidio's reading of one match: validation raises or drops its score."""
+        start, end = match.span()
+        if start == end:
+            return
+        value = text[start:end]
+        validation = self.validate_result(value)
+        explanation = self.build_regex_explanation(
+            self.name, pattern.name, pattern.regex, pattern.score, bool(validation), flags
+        )
+        result = self._result(start, end, pattern.score, explanation)
+        if validation is not None:
+            result.score = EntityRecognizer.MAX_SCORE if validation else EntityRecognizer.MIN_SCORE
+        if self.invalidate_result(value):
+            result.score = EntityRecognizer.MIN_SCORE
+        explanation.score = result.score
+        if result.score > EntityRecognizer.MIN_SCORE:
+            yield result
+
+    def _result(
+        self, start: int, end: int, score: float, explanation: AnalysisExplanation
+    ) -> RecognizerResult:
+        return RecognizerResult(
+            entity_type=self.supported_entities[0],
+            start=start,
+            end=end,
+            score=score,
+            analysis_explanation=explanation,
+            recognition_metadata={
+                RecognizerResult.RECOGNIZER_NAME_KEY: self.name,
+                RecognizerResult.RECOGNIZER_IDENTIFIER_KEY: self.id,
+            },
+        )

@@ -94,16 +94,17 @@ class FirstNameRecognizer(GuardRecognizer):
         first names ("Rasmus, Jeremy, Saidali and Sara") every item is taken for a name.
         """
         yield from self._name_lists(text)
-        words = list(_WORD.finditer(text))
         all_lower = not any(ch.isupper() for ch in text)
-        for index, match in enumerate(words):
+        # words are read as a stream, never held in a list: a list of every word of a long
+        # text grew slower than the text (memory), and only the words after a name matter
+        for match in _WORD.finditer(text):
             word = match.group()
             if word.lower() not in self.names:
                 continue
             titled = word[0].isupper() and word[1:].islower()
             if not titled and not word.islower():
                 continue
-            end = self._surname_end(text, words, index, titled)
+            end = self._surname_end(text, match, titled)
             if end is not None:
                 yield match.start(), end, self.PAIR_SCORE if titled else self.LOWER_PAIR_SCORE
             elif titled or (all_lower and word.islower()):
@@ -122,12 +123,12 @@ class FirstNameRecognizer(GuardRecognizer):
                 yield match.start() + item.start(), match.start() + item.end(), self.LIST_SCORE
 
     @staticmethod
-    def _surname_end(text: str, words: list[re.Match[str]], index: int, titled: bool) -> int | None:
+    def _surname_end(text: str, first: re.Match[str], titled: bool) -> int | None:
         end = None
-        position = words[index].end()
-        for follower in words[index + 1 : index + 4]:
-            gap = text[position : follower.start()]
-            if gap not in (" ", "  "):
+        position = first.end()
+        for _ in range(3):
+            follower = _next_word(text, position)
+            if follower is None:
                 break
             lowered = follower.group().lower()
             if lowered in _PARTICLES and end is None:
@@ -145,9 +146,19 @@ class FirstNameRecognizer(GuardRecognizer):
         return end
 
 
-_ITEM = r"[A-Za-zÀ-ÖØ-öø-ÿ][a-zß-öø-ÿ'’\-]+"
+#: A list item is a word of at most 41 letters, read possessively: unbounded, every word
+#: boundary of a long hyphenated run ("a-a-a-...") started a scan to its end (quadratic).
+_ITEM = r"[A-Za-zÀ-ÖØ-öø-ÿ][a-zß-öø-ÿ'’\-]{1,40}+"
 #: "Rasmus, Jeremy, Jacqueline and Sara": three or more single words in a comma list.
 _LIST = re.compile(rf"\b{_ITEM}(?:,[ \t]+{_ITEM}){{2,}}(?:,?[ \t]+and[ \t]+{_ITEM})?")
+
+
+def _next_word(text: str, position: int) -> re.Match[str] | None:
+    """The word one or two spaces after ``position``, if that is what follows it."""
+    if text[position : position + 1] != " ":
+        return None
+    gap = 2 if text[position + 1 : position + 2] == " " else 1
+    return _WORD.match(text, position + gap)
 
 
 def _possessive_end(text: str, match: re.Match[str]) -> int:

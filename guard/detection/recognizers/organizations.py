@@ -21,19 +21,24 @@ if TYPE_CHECKING:
     from presidio_analyzer import RecognizerResult
     from presidio_analyzer.nlp_engine import NlpArtifacts
 
-_NAME_WORD = r"[A-Za-zÀ-ÖØ-öø-ÿ0-9][\w'’&.\-]*"
+#: A name word of at most 41 characters, read possessively (what follows it is a space or tab,
+#: which it cannot hold). Unbounded, every word boundary of a long dotted or hyphenated run
+#: ("a.a.a...") started a scan to the run's end: quadratic in its length.
+_NAME_WORD = r"[A-Za-zÀ-ÖØ-öø-ÿ0-9][\w'’&.\-]{0,40}+"
 _SUFFIX = (
     r"ltd\.?|limited|inc\.?|incorporated|llc|l\.l\.c\.|llp|plc|gmbh|s\.a\.|s\.l\.|b\.v\.|"
     r"n\.v\.|(?-i:AG|OY|AB|AS|A/S|SA|NV|BV)|s\.p\.a\.|corp\.?|corporation|company|co\.|group|holdings|"
     r"partners|associates|and\s+sons|&\s+sons|bank|insurance|foundation|institute|university|"
     r"college|hospital|clinic|agency|services|solutions|technologies|systems|industries"
 )
+#: The rest of a word in a firm name ("Craig, Palmer and Quinn"), bounded and possessive too.
+_FIRM_WORD = r"[\w'’\-]{1,40}+"
 _ORG = re.compile(
     rf"""(?<![\w])(?:
         (?:{_NAME_WORD}[ \t]+){{0,3}}{_NAME_WORD}[ \t]+(?:{_SUFFIX})(?![\w])
       | (?:department|ministry|office|bureau)[ \t]+of[ \t]+(?:{_NAME_WORD}[ \t]+){{0,3}}{_NAME_WORD}
-      | [A-Z][\w'’\-]+,[ \t]+[A-Z][\w'’\-]+[ \t]+and[ \t]+[A-Z][\w'’\-]+
-      | [a-z][\w'’\-]+,[ \t]+[a-z][\w'’\-]+[ \t]+and[ \t]+[a-z][\w'’\-]+(?=[ \t]*(?:\n|$))
+      | [A-Z]{_FIRM_WORD},[ \t]+[A-Z]{_FIRM_WORD}[ \t]+and[ \t]+[A-Z]{_FIRM_WORD}
+      | [a-z]{_FIRM_WORD},[ \t]+[a-z]{_FIRM_WORD}[ \t]+and[ \t]+[a-z]{_FIRM_WORD}(?=[ \t]*(?:\n|$))
     )""",
     re.VERBOSE | re.IGNORECASE,
 )

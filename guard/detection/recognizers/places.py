@@ -8,6 +8,8 @@ names ("Chad", "Jordan", "Turkey", "China") count only when capitalised.
 from __future__ import annotations
 
 import re
+from collections import deque
+from itertools import islice
 from typing import TYPE_CHECKING
 
 from guard.detection.recognizers.base import Finding, GuardRecognizer, digit_count_at_least
@@ -88,6 +90,7 @@ def _country_index() -> dict[str, list[tuple[tuple[str, ...], str]]]:
 
 _TOKEN = re.compile(r"[^\W_]+(?:['’\-][^\W_]+)*")
 _COUNTRY_INDEX = _country_index()
+_LONGEST_NAME = max(len(words) for entries in _COUNTRY_INDEX.values() for words, _ in entries)
 
 
 class CountryRecognizer(GuardRecognizer):
@@ -103,22 +106,30 @@ class CountryRecognizer(GuardRecognizer):
         from guard.detection.recognizers.address import place_spans  # noqa: PLC0415 - no cycle
 
         yield from place_spans(text)
-        tokens = list(_TOKEN.finditer(text))
-        lowered = [t.group().lower() for t in tokens]
-        next_free = 0
-        for i, first in enumerate(lowered):
-            entries = _COUNTRY_INDEX.get(first)
-            if not entries or i < next_free:
-                continue
-            for words, name in entries:
-                if tuple(lowered[i : i + len(words)]) != words:
+        # tokens are read as a stream through a window as wide as the longest country name,
+        # never held in a list: a list of every token of a long text grew slower than the text
+        tokens = _TOKEN.finditer(text)
+        window = deque(islice(tokens, _LONGEST_NAME))
+        skip = 0
+        while window:
+            first = window[0]
+            entries = _COUNTRY_INDEX.get(first.group().lower()) if not skip else None
+            for words, name in entries or ():
+                if len(window) < len(words) or any(
+                    window[k].group().lower() != word for k, word in enumerate(words)
+                ):
                     continue
-                start, end = tokens[i].start(), tokens[i + len(words) - 1].end()
+                start, end = first.start(), window[len(words) - 1].end()
                 if name.lower() in _AMBIGUOUS and not text[start].isupper():
                     break
                 yield start, end, self.SCORE
-                next_free = i + len(words)
+                skip = len(words)
                 break
+            window.popleft()
+            skip = max(0, skip - 1)
+            following = next(tokens, None)
+            if following is not None:
+                window.append(following)
 
 
 _IBAN = re.compile(r"\b[A-Za-z]{2}\d{2}(?:[ ]?[A-Za-z0-9]{4}){2,7}(?:[ ]?[A-Za-z0-9]{1,4})?\b")

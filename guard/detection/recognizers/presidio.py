@@ -4,14 +4,30 @@ A recognizer whose pre-check fails is skipped without running its regexes: an em
 recognizer on text without "@", an IBAN recognizer on text with fewer than 15 digits.
 The email recognizer validates domains against tldextract's bundled public-suffix snapshot,
 never the network (Presidio's default asks the network on first use).
+
+Time: every recognizer here runs in time linear in the text, and none fails open.
+
+- Presidio's email and URL regexes backtrack super-linearly: the email pattern starts a match at
+  every word boundary of a long dotted run and scans it to its end ("a.a.a..." before an "@":
+  quadratic), the URL pattern retries a 253-character host and a thousand-branch top-level-domain
+  alternation at every position (``"http://" + "a." * 4000 + "com"``: 7.9 s for 8 KB). Guard finds
+  exactly what those regexes find, by a scan that reads each character a bounded number of times:
+  :class:`GuardEmailRecognizer` and :class:`GuardUrlRecognizer` (the same top-level domains, the
+  same scores, the same spans; a property test compares them with Presidio's on random text).
+- The others keep Presidio's patterns (bounded, linear) but run them through
+  :class:`~guard.detection.recognizers.base.FailClosedPatternRecognizer`: a regex that runs out
+  of time raises DetectionFailedError instead of being skipped with a warning.
 """
 
 from __future__ import annotations
 
 import re
+from bisect import bisect_right
 from typing import TYPE_CHECKING, Any
 
+import regex
 import tldextract
+from presidio_analyzer import AnalysisExplanation, EntityRecognizer, RecognizerResult
 from presidio_analyzer.predefined_recognizers import (
     CryptoRecognizer,
     DateRecognizer,
@@ -27,23 +43,342 @@ from presidio_analyzer.predefined_recognizers import (
     UsSsnRecognizer,
 )
 
-from guard.detection.recognizers.base import contains_any, digit_count_at_least
+from guard.detection.recognizers.base import (
+    FailClosedPatternRecognizer,
+    contains_any,
+    digit_count_at_least,
+)
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
 
-    from presidio_analyzer import EntityRecognizer
+    from presidio_analyzer import Pattern
 
 #: Offline public-suffix lookups: no fetch, no cache directory, the snapshot shipped in the wheel.
 OFFLINE_TLD_EXTRACT = tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None)
 
 
-class OfflineEmailRecognizer(EmailRecognizer):
-    """Presidio's email recognizer with an offline public-suffix check."""
+class _LinearScanRecognizer(EntityRecognizer):
+    """A Presidio recognizer whose findings come from a linear scan instead of its regexes."""
+
+    # Presidio assigns it in __init__ without an annotation
+    name: str
+
+    def load(self) -> None:
+        """Nothing to load."""
+
+    def finding(self, start: int, end: int, score: float, pattern_name: str) -> RecognizerResult:
+        """A RecognizerResult shaped like Presidio's pattern results (name, id, explanation)."""
+        explanation = AnalysisExplanation(
+            recognizer=self.name,
+            original_score=score,
+            pattern_name=pattern_name,
+            textual_explanation=f"Detected by `{self.name}` using pattern `{pattern_name}`",
+        )
+        return RecognizerResult(
+            entity_type=self.supported_entities[0],
+            start=start,
+            end=end,
+            score=score,
+            analysis_explanation=explanation,
+            recognition_metadata={
+                RecognizerResult.RECOGNIZER_NAME_KEY: self.name,
+                RecognizerResult.RECOGNIZER_IDENTIFIER_KEY: self.id,
+            },
+        )
+
+
+# ------------------------------------------------------------------------------------ email
+# Presidio's pattern: \b(local)@domain\b, local = X or X[X.]*X, X = [!#$%&'*+\-/=?^_`{|}~\w],
+# domain = \w+(-+\w+)*(\.\w+(-+\w+)*)+. Scanned from each "@": the local part is the run of
+# X-or-dot characters that ends at it (runs of different "@"s are disjoint), its start the
+# leftmost X character at a word boundary; the domain a possessive (backtracking-free) match.
+_LOCAL_CHARS = r"!#$%&'*+\-/=?^_`{|}~\w"
+_LOCAL_RUN_BACKWARDS = regex.compile(rf"(?r)[{_LOCAL_CHARS}.]++")
+_LOCAL_START = regex.compile(rf"\b[{_LOCAL_CHARS}]")
+_LOCAL_END = regex.compile(rf"[{_LOCAL_CHARS}]")
+_EMAIL_DOMAIN = regex.compile(r"\w++(?:-++\w++)*+(?:\.\w++(?:-++\w++)*+)++")
+
+
+def email_spans(text: str) -> Iterator[tuple[int, int]]:
+    """Spans Presidio's email regex matches in ``text``, found in linear time."""
+    resume = 0
+    at = text.find("@")
+    while at != -1:
+        if at > resume and _LOCAL_END.match(text, at - 1):
+            run = _LOCAL_RUN_BACKWARDS.search(text, resume, at)
+            start = _LOCAL_START.search(text, run.start(), at) if run is not None else None
+            domain = _EMAIL_DOMAIN.match(text, at + 1) if start is not None else None
+            if start is not None and domain is not None:
+                yield start.start(), domain.end()
+                resume = domain.end()
+        at = text.find("@", max(at + 1, resume))
+
+
+class GuardEmailRecognizer(_LinearScanRecognizer, EmailRecognizer):
+    """Presidio's email recognizer: the same matches by a linear scan, domains checked offline."""
+
+    def __init__(self) -> None:
+        super().__init__(name="GuardEmailRecognizer")
 
     def validate_result(self, pattern_text: str) -> bool:
         """A domain with a known public suffix."""
         return bool(OFFLINE_TLD_EXTRACT(pattern_text).fqdn)
+
+    def analyze(
+        self,
+        text: str,
+        entities: list[str],
+        nlp_artifacts: Any = None,  # noqa: ANN401 - Presidio's signature
+        regex_flags: int | None = None,
+    ) -> list[RecognizerResult]:
+        """Valid email addresses (score 1.0); invalid ones are dropped, as Presidio does."""
+        del entities, nlp_artifacts, regex_flags
+        pattern = EmailRecognizer.PATTERNS[0]
+        results = [
+            self.finding(start, end, EntityRecognizer.MAX_SCORE, pattern.name)
+            for start, end in email_spans(text)
+            if self.validate_result(text[start:end])
+        ]
+        return EntityRecognizer.remove_duplicates(results)
+
+
+# -------------------------------------------------------------------------------------- URL
+#: Presidio's top-level domains, in its order: the first that matches wins, as in its regex.
+_TLD_ORDER: dict[str, int] = {}
+for _index, _tld in enumerate(re.findall(r"\(\?:([a-z]+)\)", UrlRecognizer.BASE_URL_REGEX)):
+    _TLD_ORDER.setdefault(_tld, _index)
+_TLD_LENGTHS = sorted({len(tld) for tld in _TLD_ORDER})
+_HOST_RUN = re.compile(r"[a-z0-9.\-]++", re.IGNORECASE)
+_WWW = re.compile(r"www\d{0,3}\.", re.IGNORECASE)
+_PATH = re.compile(r"/[^\s()<>\"']*+")
+_SCHEME = re.compile(r"https?://", re.IGNORECASE)
+_QUOTED_SCHEME = re.compile(r"[\"']https?://", re.IGNORECASE)
+_QUOTE = re.compile(r"[\"']")
+_TERMINATOR = re.compile(r"[\s()<>\"']")
+_MAX_HOST = 253
+_QUOTES = "\"'"
+
+
+def _tld_at(text: str, position: int) -> str | None:
+    """The top-level domain Presidio's alternation picks at ``position`` (first in its order)."""
+    best: tuple[int, str] | None = None
+    for length in _TLD_LENGTHS:
+        candidate = text[position : position + length].lower()
+        if len(candidate) < length:
+            break
+        order = _TLD_ORDER.get(candidate)
+        if order is not None and (best is None or order < best[0]):
+            best = (order, candidate)
+    return None if best is None else best[1]
+
+
+def _tld_dots(text: str, start: int, end: int) -> list[int]:
+    """Dots in text[start:end] followed by a top-level domain, in order."""
+    dots = []
+    dot = text.find(".", start, end)
+    while dot != -1:
+        if _tld_at(text, dot + 1) is not None:
+            dots.append(dot)
+        dot = text.find(".", dot + 1, end)
+    return dots
+
+
+def _host_reach(text: str, start: int) -> int:
+    """The last dot position a host starting at ``start`` may reach (Presidio's {1,253})."""
+    www = _WWW.match(text, start)
+    return start + _MAX_HOST + (www.end() - start if www is not None else 0)
+
+
+def _url_end(text: str, dot: int) -> int:
+    """Where a URL whose host ends at ``dot`` ends: its top-level domain, then any path."""
+    tld = _tld_at(text, dot + 1)
+    end = dot + 1 + len(tld or "")
+    path = _PATH.match(text, end)
+    return path.end() if path is not None else end
+
+
+def url_spans_without_scheme(text: str) -> Iterator[tuple[int, int]]:
+    """Spans of Presidio's "Non schema URL" pattern, in linear time.
+
+    Its regex has no left boundary: a match starts at the leftmost position from which a host
+    of 1 to 253 characters reaches a dot followed by a top-level domain, and takes the
+    farthest such dot (greedy host). Each run of host characters is read once.
+    """
+    resume = 0
+    for run in _HOST_RUN.finditer(text):
+        if run.end() <= resume:
+            continue
+        dots = _tld_dots(text, run.start(), run.end())
+        position = max(run.start(), resume)
+        while dots:
+            index = bisect_right(dots, position)
+            if index == len(dots):
+                break
+            first = dots[index]
+            if first - position > _MAX_HOST:
+                position = first - _MAX_HOST
+            last = dots[bisect_right(dots, _host_reach(text, position)) - 1]
+            end = _url_end(text, last)
+            yield position, end
+            resume = position = end
+            if end >= run.end():
+                break
+
+
+def url_spans_with_scheme(text: str) -> Iterator[tuple[int, int]]:
+    """Spans of Presidio's "Standard Url" pattern (http:// or https://), in linear time."""
+    resume = 0
+    for scheme in _SCHEME.finditer(text):
+        if scheme.start() < resume:
+            continue
+        host = scheme.end()
+        run = _HOST_RUN.match(text, host)
+        if run is None:
+            continue
+        reach = min(run.end(), _host_reach(text, host) + 1)
+        dots = [d for d in _tld_dots(text, host, reach) if d > host]
+        if dots:
+            resume = _url_end(text, dots[-1])
+            yield scheme.start(), resume
+
+
+def url_spans_quoted(text: str) -> Iterator[tuple[int, int]]:
+    """Spans of Presidio's "Quoted URL" pattern: a quote, a URL with a scheme, a quote."""
+    return _quoted_spans(text, _QUOTED_SCHEME)
+
+
+def url_spans_quoted_without_scheme(text: str) -> Iterator[tuple[int, int]]:
+    """Spans of Presidio's "Quoted Non-schema URL" pattern: a quote, a host, a quote."""
+    return _quoted_spans(text, _QUOTE)
+
+
+def _quoted_spans(text: str, opening_pattern: re.Pattern[str]) -> Iterator[tuple[int, int]]:
+    r"""Quoted URLs whose opening (a quote, maybe a scheme) ``opening_pattern`` matches.
+
+    The closing quote is the first of ``\s()<>"'`` after the opening (nothing in a host or a
+    path can be one); the URL before it must end in a top-level domain, or a domain and a path.
+    """
+    resume = 0
+    for opening in opening_pattern.finditer(text):
+        if opening.start() < resume:
+            continue
+        host = opening.end()
+        closing = _TERMINATOR.search(text, host)
+        if closing is None or text[closing.start()] not in _QUOTES:
+            continue
+        run = _HOST_RUN.match(text, host)
+        if run is None:
+            continue
+        reach = min(run.end(), _host_reach(text, host) + 1)
+        if _quoted_host_ends(text, host, reach, closing.start()):
+            resume = closing.end()
+            yield opening.start(), resume
+
+
+def _quoted_host_ends(text: str, host: int, reach: int, closing: int) -> bool:
+    """Some dot and top-level domain after ``host`` end right at the quote or at a path."""
+    dot = text.find(".", host + 1, reach)
+    while dot != -1:
+        for length in _TLD_LENGTHS:
+            end = dot + 1 + length
+            if end > closing:
+                break
+            if text[dot + 1 : end].lower() in _TLD_ORDER and (end == closing or text[end] == "/"):
+                return True
+        dot = text.find(".", dot + 1, reach)
+    return False
+
+
+class GuardUrlRecognizer(_LinearScanRecognizer, UrlRecognizer):
+    """Presidio's URL recognizer: the same four patterns' matches, found in linear time."""
+
+    def __init__(self) -> None:
+        super().__init__(name="GuardUrlRecognizer")
+        self._scans: tuple[tuple[Callable[[str], Iterator[tuple[int, int]]], Pattern], ...] = (
+            (url_spans_with_scheme, UrlRecognizer.PATTERNS[0]),
+            (url_spans_without_scheme, UrlRecognizer.PATTERNS[1]),
+            (url_spans_quoted, UrlRecognizer.PATTERNS[2]),
+            (url_spans_quoted_without_scheme, UrlRecognizer.PATTERNS[3]),
+        )
+
+    def analyze(
+        self,
+        text: str,
+        entities: list[str],
+        nlp_artifacts: Any = None,  # noqa: ANN401 - Presidio's signature
+        regex_flags: int | None = None,
+    ) -> list[RecognizerResult]:
+        """URLs with and without a scheme, and quoted; contained duplicates removed."""
+        del entities, nlp_artifacts, regex_flags
+        results = [
+            self.finding(start, end, pattern.score, pattern.name)
+            for scan, pattern in self._scans
+            for start, end in scan(text)
+        ]
+        return EntityRecognizer.remove_duplicates(results)
+
+
+# ------------------------------------------------------------------------ bounded patterns
+class GuardIbanRecognizer(FailClosedPatternRecognizer, IbanRecognizer):
+    """Presidio's IBAN recognizer; a regex time-out fails closed."""
+
+    def match_results(
+        self, text: str, match: regex.Match[str], pattern: Pattern, flags: int
+    ) -> Iterator[RecognizerResult]:
+        """Presidio's IBAN reading: the longest group-ending that passes the checksum."""
+        start = match.start()
+        for group in reversed(range(1, len(match.groups()) + 1)):
+            end = match.end(group) if match.end(group) > 0 else match.end()
+            value = text[start:end]
+            if not value:
+                continue
+            validation = self.validate_result(value)
+            explanation = self.build_regex_explanation(
+                self.name, pattern.name, pattern.regex, pattern.score, bool(validation), flags
+            )
+            score = pattern.score
+            if validation is not None:
+                score = EntityRecognizer.MAX_SCORE if validation else EntityRecognizer.MIN_SCORE
+            if score > EntityRecognizer.MIN_SCORE:
+                yield self._result(start, end, score, explanation)
+                return
+
+
+class GuardIpRecognizer(FailClosedPatternRecognizer, IpRecognizer):
+    """Presidio's IP recognizer; a regex time-out fails closed."""
+
+
+class GuardCryptoRecognizer(FailClosedPatternRecognizer, CryptoRecognizer):
+    """Presidio's crypto-wallet recognizer; a regex time-out fails closed."""
+
+
+class GuardMacAddressRecognizer(FailClosedPatternRecognizer, MacAddressRecognizer):
+    """Presidio's MAC address recognizer; a regex time-out fails closed."""
+
+
+class GuardDateRecognizer(FailClosedPatternRecognizer, DateRecognizer):
+    """Presidio's numeric date recognizer; a regex time-out fails closed."""
+
+
+class GuardUsSsnRecognizer(FailClosedPatternRecognizer, UsSsnRecognizer):
+    """Presidio's US SSN recognizer; a regex time-out fails closed."""
+
+
+class GuardUsItinRecognizer(FailClosedPatternRecognizer, UsItinRecognizer):
+    """Presidio's US ITIN recognizer; a regex time-out fails closed."""
+
+
+class GuardUsPassportRecognizer(FailClosedPatternRecognizer, UsPassportRecognizer):
+    """Presidio's US passport recognizer; a regex time-out fails closed."""
+
+
+class GuardUsLicenseRecognizer(FailClosedPatternRecognizer, UsLicenseRecognizer):
+    """Presidio's US driver's licence recognizer; a regex time-out fails closed."""
+
+
+class GuardUsBankRecognizer(FailClosedPatternRecognizer, UsBankRecognizer):
+    """Presidio's US bank account recognizer; a regex time-out fails closed."""
 
 
 def _prechecked(recognizer: EntityRecognizer, precheck: Callable[[str], bool]) -> EntityRecognizer:
@@ -80,16 +415,16 @@ _MAC_HINT = r"[0-9a-f]{2}[:\-.][0-9a-f]{2}[:\-.]"
 def presidio_recognizers() -> list[EntityRecognizer]:
     """The Presidio recognizers guard runs, each with its pre-check."""
     return [
-        _prechecked(OfflineEmailRecognizer(), contains_any("@")),
-        _prechecked(IbanRecognizer(), digit_count_at_least(10)),
-        _prechecked(IpRecognizer(), _searches(_IP_HINT)),
-        _prechecked(UrlRecognizer(), _searches(_URL_HINT)),
-        _prechecked(CryptoRecognizer(), digit_count_at_least(5)),
-        _prechecked(MacAddressRecognizer(), _searches(_MAC_HINT)),
-        _prechecked(DateRecognizer(), digit_count_at_least(4)),
-        _prechecked(UsSsnRecognizer(), digit_count_at_least(9)),
-        _prechecked(UsItinRecognizer(), digit_count_at_least(9)),
-        _prechecked(UsPassportRecognizer(), digit_count_at_least(8)),
-        _prechecked(UsLicenseRecognizer(), digit_count_at_least(6)),
-        _prechecked(UsBankRecognizer(), digit_count_at_least(8)),
+        _prechecked(GuardEmailRecognizer(), contains_any("@")),
+        _prechecked(GuardIbanRecognizer(), digit_count_at_least(10)),
+        _prechecked(GuardIpRecognizer(), _searches(_IP_HINT)),
+        _prechecked(GuardUrlRecognizer(), _searches(_URL_HINT)),
+        _prechecked(GuardCryptoRecognizer(), digit_count_at_least(5)),
+        _prechecked(GuardMacAddressRecognizer(), _searches(_MAC_HINT)),
+        _prechecked(GuardDateRecognizer(), digit_count_at_least(4)),
+        _prechecked(GuardUsSsnRecognizer(), digit_count_at_least(9)),
+        _prechecked(GuardUsItinRecognizer(), digit_count_at_least(9)),
+        _prechecked(GuardUsPassportRecognizer(), digit_count_at_least(8)),
+        _prechecked(GuardUsLicenseRecognizer(), digit_count_at_least(6)),
+        _prechecked(GuardUsBankRecognizer(), digit_count_at_least(8)),
     ]

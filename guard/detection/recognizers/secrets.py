@@ -56,6 +56,9 @@ _SECURITY_ANSWER = re.compile(
     re.VERBOSE | re.IGNORECASE,
 )
 
+#: A private key's body stops at the next BEGIN line: with a lazy ``[\s\S]+?`` every BEGIN
+#: without an END scanned to the end of the text (``"-----BEGIN PRIVATE KEY----- " * N``:
+#: quadratic).
 _KNOWN_TOKENS = re.compile(
     r"""(?<![\w\-])(?P<value>
         sk-(?:proj-|live-|test-)?[A-Za-z0-9_\-]{20,}
@@ -67,7 +70,9 @@ _KNOWN_TOKENS = re.compile(
       | AIza[0-9A-Za-z_\-]{35}
       | glpat-[A-Za-z0-9_\-]{20,}
       | eyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}
-      | -----BEGIN[A-Z ]*PRIVATE\ KEY-----[\s\S]+?-----END[A-Z ]*PRIVATE\ KEY-----
+      | -----BEGIN[A-Z\ ]{0,40}PRIVATE\ KEY-----
+        (?:(?!-----BEGIN|-----END[A-Z\ ]{0,40}PRIVATE\ KEY-----)[\s\S])++
+        -----END[A-Z\ ]{0,40}PRIVATE\ KEY-----
     )(?![\w\-])""",
     re.VERBOSE,
 )
