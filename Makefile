@@ -49,6 +49,7 @@ bench: setup
 	$(BIN)/python bench/api.py
 	$(BIN)/python bench/audit.py
 	$(BIN)/python bench/records.py
+	$(BIN)/python bench/adversarial.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -18,6 +19,13 @@ _DEFAULT_JWT_ALGORITHMS: list[JwtAlgorithm] = ["RS256", "ES256"]
 
 def _default_cache_dir() -> Path:
     return Path.home() / ".cache" / "guard"
+
+
+def _default_analysis_workers() -> int:
+    """The cores this process may run on (the CPU affinity mask where the OS has one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
 
 
 class Settings(BaseSettings):
@@ -43,6 +51,15 @@ class Settings(BaseSettings):
 
     #: Texts longer than this are rejected rather than analysed (bytes of UTF-8).
     max_text_bytes: int = Field(default=1_000_000, gt=0)
+    #: Texts longer than this (characters) are analysed in windows of at most this size, so
+    #: the time and memory of one NER pass are bounded whatever the text (20,000: see
+    #: bench/README.md, "Hostile input"). Must be at least twice the overlap.
+    analysis_window_chars: int = Field(default=20_000, ge=1_000)
+    #: Consecutive windows share at least this many characters. A finding is taken from a
+    #: window only away from its cut edges (128 characters of context each side), so any
+    #: entity up to ``overlap - 256`` characters long is found whole: the default covers a
+    #: 4096-bit RSA private key in PEM (~3,300), far more than an address block (~600).
+    analysis_window_overlap_chars: int = Field(default=4_096, ge=384)
 
     # --- keys of customer records --------------------------------------------------------
     #: Where key-encryption keys live: ``local`` (a keyring file) or ``pkcs11`` (an HSM).
@@ -84,6 +101,23 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=2_000_000, gt=0)
     #: Most texts in one batch request; more get 422.
     max_batch_size: int = Field(default=256, ge=1)
+    #: Deepest nesting of objects and arrays in a JSON field (``/v1/redact/json``'s document:
+    #: ``[]`` is one level); deeper bodies get 422. Capped so checks never exhaust the stack.
+    max_json_depth: int = Field(default=64, ge=1, le=256)
+
+    # --- analysis (detection runs in worker processes, see guard.detection.executor) -------
+    #: Worker processes per API process, each analysing one request at a time with its own
+    #: copy of the model (~0.3-1 GB each). ``0`` analyses in the request's own thread: no time
+    #: budget, no cap, one slow text stalls the process (for embedding and tools, not the API).
+    analysis_workers: int = Field(default_factory=_default_analysis_workers, ge=0, le=256)
+    #: Requests that may wait for a worker when all are busy; more are refused at once with 503
+    #: and ``Retry-After``. Unset: twice the workers, so a burst of two requests per core is
+    #: absorbed while waiting threads (each holding its request's body) stay few.
+    analysis_queue: int | None = Field(default=None, ge=0, le=4096)
+    #: Seconds one request's analysis may take (time waiting for a worker not counted); past
+    #: it the worker is killed and the request fails with 422 analysis-budget-exceeded. A
+    #: request also waits at most this long for a worker, then gets 503.
+    analysis_timeout_seconds: float = Field(default=30.0, gt=0, le=3600)
 
     # --- authentication ------------------------------------------------------------------
     #: JWT bearer tokens: accepted algorithms, issuer and audience checked on every token.
@@ -97,6 +131,16 @@ class Settings(BaseSettings):
     #: Claims that carry the principal's role and tenant (the subject is ``sub``).
     jwt_role_claim: str = "role"
     jwt_tenant_claim: str = "tenant"
+    #: Issuer -> the tenants its tokens may name (JSON, e.g. ``{"https://idp.example":
+    #: ["acme"]}``). Empty: a token's tenant claim is trusted as issued. Set: a token whose
+    #: issuer is not listed, or whose tenant is not among its issuer's, is refused and audited.
+    jwt_issuer_tenants: dict[str, list[str]] = Field(default_factory=dict)
+    #: Failed authentication: after this many failures from one client address with one key
+    #: prefix (or 10x this many from one address, whatever the prefix) within the window,
+    #: further attempts from it get 429 with ``Retry-After`` until the window closes. Repeated
+    #: refusals of unauthenticated requests are audited as one event per address and window.
+    auth_failure_limit: int = Field(default=10, ge=1, le=100_000)
+    auth_failure_window_seconds: float = Field(default=60.0, gt=0, le=86_400)
 
     # --- audit ---------------------------------------------------------------------------
     #: A signed checkpoint (sequence, head hash) every N events or T seconds, whichever first.
@@ -111,6 +155,13 @@ class Settings(BaseSettings):
         if self.database_url is not None:
             return self.database_url.get_secret_value()
         return f"sqlite:///{self.var_dir / 'guard.db'}"
+
+    @property
+    def analysis_queue_size(self) -> int:
+        """Requests that may wait for an analysis worker: GUARD_ANALYSIS_QUEUE or 2 x workers."""
+        if self.analysis_queue is not None:
+            return self.analysis_queue
+        return 2 * self.analysis_workers
 
     @property
     def keyring_file(self) -> Path:

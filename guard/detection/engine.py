@@ -8,6 +8,13 @@ addresses, postal codes, chat-style names, secrets), the organisation's own iden
 Speed: texts go through spaCy together (``nlp.pipe``) with only tok2vec and ner loaded, and
 every recognizer has a pre-check so that it is skipped on text it cannot match.
 
+Hostile input: time and memory are linear in the text. A text longer than
+``GUARD_ANALYSIS_WINDOW_CHARS`` is analysed in overlapping windows (``window_bounds``), each
+through the NER and the recognizers on its own, and its Doc and artifacts dropped when it is
+done; all windows of all texts of a batch share the NER batches. The findings of every window
+are merged and their overlaps resolved once over the whole text (in O(n log n)); the deny-list
+and allow-list are applied to the whole text, the allow-list in one pass.
+
 Output: one label per region of text (highest score wins), allow-listed values removed,
 deny-listed values added; offsets only, never the values.
 """
@@ -16,11 +23,13 @@ from __future__ import annotations
 
 import re
 import time
-from collections import Counter
-from dataclasses import dataclass
+from bisect import bisect_right
+from collections import Counter, deque
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING
 
+import regex
 import structlog
 from presidio_analyzer import AnalyzerEngine, RecognizerRegistry, RecognizerResult
 from presidio_analyzer.predefined_recognizers import SpacyRecognizer
@@ -36,7 +45,7 @@ from guard.detection.custom import (
 )
 from guard.detection.entities import Candidate, DetectedEntity, resolve_overlaps
 from guard.detection.model import load_pipeline
-from guard.detection.nlp import NER_TO_ENTITY, GuardNlpEngine
+from guard.detection.nlp import NER_TO_ENTITY, GuardNlpEngine, ner_view
 from guard.detection.recognizers.address import StreetAddressRecognizer, ZipCodeRecognizer
 from guard.detection.recognizers.card import PaymentCardRecognizer
 from guard.detection.recognizers.dates import DateTimeRecognizer, WrittenDateRecognizer
@@ -58,7 +67,7 @@ from guard.detection.recognizers.secrets import (
     pin_recognizer,
     security_answer_recognizer,
 )
-from guard.errors import InputTooLargeError, InvalidInputError
+from guard.errors import ConfigurationError, InputTooLargeError, InvalidInputError
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator, Sequence
@@ -100,8 +109,96 @@ def guard_recognizers() -> list[EntityRecognizer]:
 
 @dataclass(frozen=True)
 class _CompiledLists:
-    allow: tuple[str, ...]
+    allow: _AllowList | None
     deny: tuple[tuple[re.Pattern[str], str], ...]
+
+
+class _AllowList:
+    """A tenant's allow-list, matched in one pass over a text (case-insensitively, full folding).
+
+    A finding is allowed when it lies inside an occurrence of an allow-listed value (its whole
+    text being one is the simplest case). The old check searched the text once per value and
+    finding: findings x text. Here one alternation, longest values first, finds at every
+    position the longest value there (overlapping occurrences included), and each finding is
+    tested against those occurrences by bisection: O(text x values + findings log findings).
+    """
+
+    def __init__(self, values: Iterable[str]) -> None:
+        ordered = sorted({v.casefold() for v in values}, key=lambda v: (-len(v), v))
+        self._pattern = regex.compile(
+            "|".join(regex.escape(v) for v in ordered),
+            regex.IGNORECASE | regex.FULLCASE | regex.V1,
+        )
+
+    def filter(self, text: str, candidates: list[Candidate]) -> list[Candidate]:
+        """The candidates not inside an allow-listed value."""
+        starts: list[int] = []
+        reach: list[int] = []  # the furthest end of the occurrences starting at or before
+        furthest = -1
+        for match in self._pattern.finditer(text, overlapped=True):
+            furthest = max(furthest, match.end())
+            starts.append(match.start())
+            reach.append(furthest)
+        if not starts:
+            return candidates
+        kept = []
+        for candidate in candidates:
+            index = bisect_right(starts, candidate.start)
+            if index == 0 or reach[index - 1] < candidate.end:
+                kept.append(candidate)
+        return kept
+
+
+#: Characters of context a finding needs around it inside its window: findings closer than
+#: this to a window's cut edge are left to the neighbouring window, which sees them with
+#: their context. 128 covers the context booster's look-back (80 characters), lookbehinds of
+#: the patterns, and the NER's view (a few tokens each side).
+WINDOW_MARGIN = 128
+#: How far back from a window's nominal edge a line break or a space is looked for, so that
+#: windows start at the start of a line or a word.
+_CUT_SLACK = 256
+
+
+def window_bounds(text: str, *, size: int, overlap: int) -> list[tuple[int, int]]:
+    """Where ``text`` is cut into windows: (start, end) pairs, each at most ``size`` long.
+
+    Consecutive windows share at least ``overlap`` characters; cuts fall after a line break,
+    else after a space or tab, within ``_CUT_SLACK`` characters of the nominal edge, else
+    anywhere (a text without spaces). An entity of up to ``overlap - 2 * WINDOW_MARGIN``
+    characters lies wholly inside some window, at least ``WINDOW_MARGIN`` from its cut edges.
+    """
+    length = len(text)
+    if length <= size:
+        return [(0, length)]
+    slack = min(_CUT_SLACK, overlap // 4)
+    bounds: list[tuple[int, int]] = []
+    start = 0
+    while start + size < length:
+        end = _cut_before(text, start + size, slack)
+        bounds.append((start, end))
+        start = _cut_before(text, end - overlap, slack)
+    bounds.append((start, length))
+    return bounds
+
+
+def _cut_before(text: str, position: int, slack: int) -> int:
+    """A cut at or before ``position``: just after a line break, else a space, else there."""
+    floor = position - slack
+    cut = text.rfind("\n", floor, position)
+    if cut == -1:
+        cut = max(text.rfind(" ", floor, position), text.rfind("\t", floor, position))
+    return cut + 1 if cut != -1 else position
+
+
+@dataclass
+class _Job:
+    """One text of a batch on its way through the windows."""
+
+    text: str
+    view: str
+    windows: list[tuple[int, int]]
+    pending: int
+    candidates: list[Candidate] = field(default_factory=list)
 
 
 class Detector:
@@ -126,6 +223,13 @@ class Detector:
             tenants if tenants is not None else load_tenants_file(policies / "tenants.yaml")
         )
         self.score_threshold = score_threshold
+        self.window_chars = self.settings.analysis_window_chars
+        self.window_overlap = self.settings.analysis_window_overlap_chars
+        if self.window_chars < 2 * self.window_overlap:
+            raise ConfigurationError(
+                "GUARD_ANALYSIS_WINDOW_CHARS must be at least twice "
+                "GUARD_ANALYSIS_WINDOW_OVERLAP_CHARS"
+            )
         self.nlp_engine = GuardNlpEngine(nlp if nlp is not None else load_pipeline(self.settings))
         registry = RecognizerRegistry(supported_languages=[LANGUAGE])
         registry.recognizers = [
@@ -171,17 +275,68 @@ class Detector:
     ) -> Iterator[list[DetectedEntity]]:
         """Detect PII in many texts; the NER runs over them in batches. Yields in order."""
         lists = self._lists(tenant)
-        checked = (self._check(text) for text in texts)
         found: Counter[str] = Counter()
         count = 0
-        for artifacts in self.nlp_engine.process_docs(checked, batch_size=batch_size):
-            text = artifacts.tokens.text
-            entities = self._finish(text, self._run_recognizers(text, artifacts), lists)
+        for job in self._analysed(texts, batch_size):
+            entities = self._finish(job.text, job.candidates, lists)
             found.update(e.entity_type for e in entities)
             count += 1
             yield entities
         # counts and types only: the values and the texts never reach a log line
         log.debug("detector.batch", texts=count, tenant=tenant, entities=dict(found))
+
+    def _analysed(self, texts: Iterable[str], batch_size: int) -> Iterator[_Job]:
+        """Each text's candidates, in order, its windows run through the NER in batches.
+
+        A batch holds at most ``batch_size`` windows and, unless it is one window, at most
+        one window's worth of characters: memory stays bounded whatever the texts.
+        """
+        jobs: deque[_Job] = deque()
+        batch: list[tuple[_Job, int, int]] = []
+        batch_chars = 0
+        for text in texts:
+            checked = self._check(text)
+            windows = window_bounds(checked, size=self.window_chars, overlap=self.window_overlap)
+            job = _Job(checked, ner_view(checked), windows, pending=len(windows))
+            jobs.append(job)
+            for start, end in windows:
+                if batch and (
+                    len(batch) >= batch_size or batch_chars + end - start > self.window_chars
+                ):
+                    self._run_batch(batch)
+                    batch, batch_chars = [], 0
+                    while jobs and jobs[0].pending == 0:
+                        yield jobs.popleft()
+                batch.append((job, start, end))
+                batch_chars += end - start
+        if batch:
+            self._run_batch(batch)
+        yield from jobs
+
+    def _run_batch(self, batch: list[tuple[_Job, int, int]]) -> None:
+        """NER over a batch of windows, then the recognizers over each; keeps candidates only."""
+        views = (
+            job.view if end - start == len(job.text) else job.view[start:end]
+            for job, start, end in batch
+        )
+        docs = self.nlp_engine.pipeline.pipe(views, batch_size=len(batch))
+        for (job, start, end), doc in zip(batch, docs, strict=True):
+            whole = end - start == len(job.text)
+            window = job.text if whole else job.text[start:end]
+            results = self._run_recognizers(window, self.nlp_engine.artifacts(doc))
+            # a finding near a cut edge is the neighbouring window's: it sees its context
+            low = start + WINDOW_MARGIN if start > 0 else start
+            high = end - WINDOW_MARGIN if end < len(job.text) else end
+            job.candidates.extend(
+                Candidate(start + r.start, start + r.end, r.entity_type, r.score)
+                for r in results
+                if r.score >= self.score_threshold
+                and r.end > r.start
+                and start + r.start >= low
+                and start + r.end <= high
+            )
+            job.pending -= 1
+        # the Docs and artifacts of the batch go out of scope here: nothing keeps them
 
     def _check(self, text: str) -> str:
         if not isinstance(text, str):
@@ -204,19 +359,14 @@ class Detector:
         return results
 
     def _finish(
-        self, text: str, results: list[RecognizerResult], lists: _CompiledLists
+        self, text: str, candidates: list[Candidate], lists: _CompiledLists
     ) -> list[DetectedEntity]:
-        candidates = [
-            Candidate(r.start, r.end, r.entity_type, r.score)
-            for r in results
-            if r.score >= self.score_threshold and r.end > r.start
-        ]
         for pattern, entity in lists.deny:
             candidates.extend(
                 Candidate(m.start(), m.end(), entity, 1.0) for m in pattern.finditer(text)
             )
-        if lists.allow and candidates:
-            candidates = [c for c in candidates if not _allowed(text, c, lists.allow)]
+        if lists.allow is not None and candidates:
+            candidates = lists.allow.filter(text, candidates)
         if not candidates:
             return []
         return resolve_overlaps(candidates, text)
@@ -229,7 +379,7 @@ class Detector:
             else:
                 lists = self.tenants.lists_for(tenant)
             cached = _CompiledLists(
-                allow=tuple(a.casefold() for a in lists.allow),
+                allow=_AllowList(lists.allow) if lists.allow else None,
                 deny=tuple(
                     (re.compile(rf"(?<!\w){re.escape(e.value)}(?!\w)", re.IGNORECASE), e.entity)
                     for e in lists.deny_entries()
@@ -237,18 +387,3 @@ class Detector:
             )
             self._lists_cache[tenant] = cached
         return cached
-
-
-def _allowed(text: str, candidate: Candidate, allow: tuple[str, ...]) -> bool:
-    """A finding is allowed when its text is an allow-listed value, or lies inside one."""
-    value = text[candidate.start : candidate.end].casefold()
-    if value in allow:
-        return True
-    low = text.casefold()
-    for entry in allow:
-        index = low.find(entry)
-        while index != -1:
-            if index <= candidate.start and candidate.end <= index + len(entry):
-                return True
-            index = low.find(entry, index + 1)
-    return False

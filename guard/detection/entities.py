@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right, insort
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
+
+from sortedcontainers import SortedDict
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -71,44 +74,267 @@ def resolve_overlaps(
 
     A losing candidate is not dropped whole: the parts of it that no winner covers are kept
     under its own label (when they still hold ``min_piece`` alphanumeric characters), so that
-    resolving a conflict never un-redacts a character a recognizer found.
+    resolving a conflict never un-redacts a character a recognizer found. Empty candidates
+    (``end <= start``) are ignored.
+
+    Time is O(n log n) in the number of candidates, plus the characters trimmed off the edges
+    of losing pieces: the regions already labelled are a sorted interval set, and a candidate
+    visits only the gaps it can still claim (see ``_Taken``).
     """
+    if min_piece < 1:
+        msg = "min_piece must be at least 1"
+        raise ValueError(msg)
+    kept, contested = _split_isolated(c for c in candidates if c.end > c.start)
     ordered = sorted(
-        candidates,
+        contested,
         key=lambda c: (-c.score, -(c.end - c.start), -TYPE_PRIORITY.get(c.entity_type, 3), c.start),
     )
-    taken: list[tuple[int, int]] = []
-    kept: list[DetectedEntity] = []
+    taken = _Taken(len(ordered))
     for cand in ordered:
-        for p_start, p_end in _uncovered(cand.start, cand.end, taken):
-            start, end = p_start, p_end
-            if (start, end) != (cand.start, cand.end):
-                start, end = _trim_to_alnum(text, start, end)
-                piece = text[start:end]
-                if sum(ch.isalnum() for ch in piece) < min_piece or piece.lower() in _FILLER_WORDS:
-                    continue
+        untouched, pieces = taken.pieces(cand.start, cand.end)
+        if untouched:  # no winner overlaps it: the whole candidate, as found, untrimmed
+            kept.append(DetectedEntity(cand.start, cand.end, cand.entity_type, cand.score))
+            taken.add(cand.start, cand.end, pieces[0])
+            continue
+        for piece in pieces:
+            start, end = _trim_to_alnum(text, piece.start, piece.end)
+            if not _worth_a_label(text, start, end, min_piece):
+                if piece.whole_gap:
+                    taken.reject(piece)
+                continue
             kept.append(DetectedEntity(start, end, cand.entity_type, cand.score))
-            taken.append((start, end))
+            taken.add(start, end, piece)
     return _merge_adjacent(sorted(kept), text)
 
 
-def _uncovered(start: int, end: int, taken: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    """The parts of [start, end) that no taken region covers."""
-    pieces = [(start, end)]
-    for t_start, t_end in taken:
-        next_pieces = []
-        for p_start, p_end in pieces:
-            if t_end <= p_start or p_end <= t_start:
-                next_pieces.append((p_start, p_end))
-                continue
-            if p_start < t_start:
-                next_pieces.append((p_start, t_start))
-            if t_end < p_end:
-                next_pieces.append((t_end, p_end))
-        pieces = next_pieces
-        if not pieces:
-            break
-    return pieces
+def _split_isolated(
+    candidates: Iterable[Candidate],
+) -> tuple[list[DetectedEntity], list[Candidate]]:
+    """Candidates that overlap no other (kept whole, as found), and the others.
+
+    A candidate that overlaps no other is never touched by another's region and touches
+    none: whatever the order, it is kept as it is. Most findings are of this kind, so the
+    interval set is built for the contested few only.
+    """
+    by_start = sorted(candidates, key=lambda c: (c.start, c.end))
+    isolated: list[DetectedEntity] = []
+    contested: list[Candidate] = []
+    reach = -1  # the furthest end of the candidates before this one
+    for index, cand in enumerate(by_start):
+        following = by_start[index + 1] if index + 1 < len(by_start) else None
+        if cand.start >= reach and (following is None or following.start >= cand.end):
+            isolated.append(DetectedEntity(cand.start, cand.end, cand.entity_type, cand.score))
+        else:
+            contested.append(cand)
+        reach = max(reach, cand.end)
+    return isolated, contested
+
+
+#: Up to this many contested candidates, the interval set lives in plain sorted lists: their
+#: inserts move memory (linear, but in C and tiny here) and beat SortedDict's bookkeeping.
+SMALL_SETS = 512
+
+
+class _SortedMap(Protocol):
+    """What ``_Taken`` needs of a sorted int -> int map (SortedDict's names)."""
+
+    def __len__(self) -> int: ...
+    def __contains__(self, key: object) -> bool: ...
+    def __setitem__(self, key: int, value: int) -> None: ...
+    def __delitem__(self, key: int) -> None: ...
+    def pop(self, key: int) -> int: ...
+    def bisect_left(self, key: int) -> int: ...
+    def bisect_right(self, key: int) -> int: ...
+    def peekitem(self, index: int) -> tuple[int, int]: ...
+
+
+class _SmallSortedMap:
+    """A sorted int -> int map in a list of keys and a dict, for small sets."""
+
+    __slots__ = ("_keys", "_values")
+
+    def __init__(self) -> None:
+        self._keys: list[int] = []
+        self._values: dict[int, int] = {}
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._values
+
+    def __setitem__(self, key: int, value: int) -> None:
+        if key not in self._values:
+            insort(self._keys, key)
+        self._values[key] = value
+
+    def __delitem__(self, key: int) -> None:
+        del self._values[key]
+        del self._keys[bisect_left(self._keys, key)]
+
+    def pop(self, key: int) -> int:
+        value = self._values.pop(key)
+        del self._keys[bisect_left(self._keys, key)]
+        return value
+
+    def bisect_left(self, key: int) -> int:
+        return bisect_left(self._keys, key)
+
+    def bisect_right(self, key: int) -> int:
+        return bisect_right(self._keys, key)
+
+    def peekitem(self, index: int) -> tuple[int, int]:
+        key = self._keys[index]
+        return key, self._values[key]
+
+
+@dataclass(frozen=True, slots=True)
+class _Piece:
+    """A part of a candidate that no winner covers, inside the free gap [gap_start, gap_end).
+
+    ``None`` bounds are the open ends before the first and after the last taken region.
+    ``whole_gap``: the piece is the whole gap, with taken regions on both sides; any later
+    candidate that covers that gap gets exactly this piece again.
+    """
+
+    start: int
+    end: int
+    gap_start: int | None
+    gap_end: int | None
+    whole_gap: bool
+
+
+class _Taken:
+    """The regions already labelled, for ``resolve_overlaps``.
+
+    ``_regions`` maps start to end of the taken regions (disjoint, never touching: touching
+    ones are joined, since only their union matters). A gap between two regions that was
+    offered whole and refused (too few alphanumerics, a filler word) would be refused again
+    by every later candidate covering it, so it is *closed*: ``_chains`` joins regions across
+    closed gaps, and a candidate walks the gaps between chains only. Every gap walked is then
+    taken or closed, which joins two chains: each gap costs one walk in all, and the whole
+    resolution stays O(n log n) even when many long losers cover many small winners.
+    """
+
+    def __init__(self, candidates: int) -> None:
+        # a few candidates (the usual case): plain sorted lists are faster; many: SortedDict
+        kind: type[_SortedMap] = _SmallSortedMap if candidates <= SMALL_SETS else SortedDict
+        self._regions: _SortedMap = kind()
+        self._chains: _SortedMap = kind()
+        self._closed: set[tuple[int, int]] = set()
+
+    def _gap_at(self, position: int) -> tuple[int | None, int | None] | None:
+        """The free gap holding ``position`` as (start, end), or None if it is taken."""
+        regions = self._regions
+        index = regions.bisect_right(position) - 1
+        gap_start: int | None = None
+        if index >= 0:
+            region_end: int = regions.peekitem(index)[1]
+            if region_end > position:
+                return None
+            gap_start = region_end
+        gap_end: int | None = regions.peekitem(index + 1)[0] if index + 1 < len(regions) else None
+        return gap_start, gap_end
+
+    def pieces(self, start: int, end: int) -> tuple[bool, list[_Piece]]:
+        """The parts of [start, end) still free, left to right; (True, [whole]) if all is.
+
+        Closed gaps wholly inside [start, end) are left out: they would be refused.
+        """
+        first = self._gap_at(start)
+        if first is not None and (first[1] is None or first[1] >= end):
+            return True, [_Piece(start, end, first[0], first[1], whole_gap=False)]
+        out: list[_Piece] = []
+        if first is not None:  # [start, gap end) is free; the gap ends inside the candidate
+            gap_start, gap_end = first
+            assert gap_end is not None  # noqa: S101 - it ends before ``end`` (checked above)
+            if gap_start != start:
+                out.append(_Piece(start, gap_end, gap_start, gap_end, whole_gap=False))
+            elif (gap_start, gap_end) not in self._closed:
+                out.append(_Piece(start, gap_end, gap_start, gap_end, whole_gap=True))
+        # the open gaps between the chains that meet [start, end]: all whole, all inside
+        chains = self._chains
+        index = chains.bisect_right(start) - 1
+        if index < 0 or chains.peekitem(index)[1] <= start:
+            index += 1
+        previous_end: int | None = None
+        while index < len(chains):
+            chain_start, chain_end = chains.peekitem(index)
+            if chain_start > end:
+                break
+            if previous_end is not None:
+                out.append(
+                    _Piece(previous_end, chain_start, previous_end, chain_start, whole_gap=True)
+                )
+            previous_end = chain_end
+            index += 1
+        last = self._gap_at(end - 1)
+        if last is not None and (last[1] is None or last[1] > end):
+            # a free gap that starts inside the candidate and runs on past its end
+            assert last[0] is not None  # noqa: S101 - else [start, end) would be all free
+            out.append(_Piece(last[0], end, last[0], last[1], whole_gap=False))
+        return False, out
+
+    def _chain_with(self, position: int) -> tuple[int, int]:
+        """The chain that holds ``position`` (a taken position or a closed gap's)."""
+        chain: tuple[int, int] = self._chains.peekitem(self._chains.bisect_right(position) - 1)
+        return chain
+
+    def reject(self, piece: _Piece) -> None:
+        """A whole gap was refused: close it, joining the chains on either side."""
+        gap_start, gap_end = piece.gap_start, piece.gap_end
+        assert gap_start is not None  # noqa: S101 - a whole gap has regions on both sides
+        assert gap_end is not None  # noqa: S101
+        self._closed.add((gap_start, gap_end))
+        left_start, _ = self._chain_with(gap_start - 1)
+        right_end = self._chains.pop(gap_end)
+        self._chains[left_start] = right_end
+
+    def add(self, start: int, end: int, piece: _Piece) -> None:
+        """Mark [start, end) taken; it lies inside ``piece``'s free gap."""
+        self._add_region(start, end, piece)
+        self._rechain(start, end, piece)
+
+    def _add_region(self, start: int, end: int, piece: _Piece) -> None:
+        regions = self._regions
+        region_start, region_end = start, end
+        if piece.gap_start == start:  # joins the region before it
+            region_start = regions.peekitem(regions.bisect_left(start) - 1)[0]
+            del regions[region_start]
+        if piece.gap_end == end:  # and the one after it
+            region_end = regions.pop(end)
+        regions[region_start] = region_end
+
+    def _rechain(self, start: int, end: int, piece: _Piece) -> None:
+        """Split the gap's chain (or join its two neighbours) around the new region."""
+        gap_start, gap_end = piece.gap_start, piece.gap_end
+        chains = self._chains
+        # the gap was closed (inside one chain) or open (between two chains, or at an end)
+        left = self._chain_with(gap_start - 1) if gap_start is not None else None
+        right = self._chain_with(gap_end) if gap_end is not None else None
+        if gap_start is not None and gap_end is not None:
+            self._closed.discard((gap_start, gap_end))
+        for chain in (left, right):
+            if chain is not None and chain[0] in chains:
+                del chains[chain[0]]
+        chain_start, chain_end = start, end
+        # what is left of the gap on either side is closed when it is only characters trimmed
+        # off this piece (no alphanumeric: any later candidate would have it refused)
+        if left is not None and gap_start is not None:
+            if gap_start in (start, piece.start):
+                chain_start = left[0]
+                if start > gap_start:
+                    self._closed.add((gap_start, start))
+            else:
+                chains[left[0]] = gap_start
+        if right is not None and gap_end is not None:
+            if gap_end in (end, piece.end):
+                chain_end = right[1]
+                if end < gap_end:
+                    self._closed.add((end, gap_end))
+            else:
+                chains[gap_end] = right[1]
+        chains[chain_start] = chain_end
 
 
 def _trim_to_alnum(text: str, start: int, end: int) -> tuple[int, int]:
@@ -119,8 +345,31 @@ def _trim_to_alnum(text: str, start: int, end: int) -> tuple[int, int]:
     return start, end
 
 
+def _worth_a_label(text: str, start: int, end: int, min_piece: int) -> bool:
+    """A trimmed piece keeps its label if it has ``min_piece`` alphanumerics, not a filler word.
+
+    Trimmed pieces begin and end with an alphanumeric, so the usual ``min_piece`` of 2 is
+    decided by the length alone, without reading a long piece.
+    """
+    length = end - start
+    if length <= 0:
+        return False
+    if length <= _LONGEST_FILLER and text[start:end].lower() in _FILLER_WORDS:
+        return False
+    if min_piece <= 2 and length >= min_piece:  # noqa: PLR2004 - both ends are alphanumeric
+        return True
+    count = 0
+    for index in range(start, end):
+        if text[index].isalnum():
+            count += 1
+            if count >= min_piece:
+                return True
+    return False
+
+
 #: What is left of a losing span that is not worth a label of its own.
 _FILLER_WORDS = frozenset("and or of the a an in on at to for with by from".split())
+_LONGEST_FILLER = max(len(word) for word in _FILLER_WORDS)
 
 #: Types that make up one postal address when they stand next to each other.
 _ADDRESS_PARTS = frozenset({"STREET_ADDRESS", "LOCATION", "ZIP_CODE"})

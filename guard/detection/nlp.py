@@ -1,7 +1,16 @@
-"""The NLP engine guard hands to Presidio: one loaded spaCy pipeline, batched, NER only."""
+"""The NLP engine guard hands to Presidio: one loaded spaCy pipeline, batched, NER only.
+
+Hostile input: spaCy's tokenizer strips prefixes and suffixes off a whitespace-delimited
+chunk one character at a time, copying the rest each time, so a long run of punctuation is
+quadratic ("!" * 16000: 20 s), and one absurdly long "word" is one absurd token. The NER
+therefore reads a *view* of the text (``ner_view``) in which such runs are cut short by
+spaces of the same length: offsets are shared with the text, and the recognizers still read
+the text itself.
+"""
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 
 from presidio_analyzer.nlp_engine import (
@@ -33,6 +42,38 @@ NER_TO_ENTITY = {
 
 #: The NER is sure of people and places more often than of organisations and groups.
 NER_SCORES = {"PERSON": 0.85, "LOCATION": 0.85, "ORGANIZATION": 0.6, "NRP": 0.6}
+
+#: Longest run of symbols (neither letter, digit nor space; "_" counts as a symbol) the NER
+#: sees: "!!!", "...", ":-)" read as before, "!!!!!!!!" as "!!!" and spaces. The rest of a run
+#: would be one token per character and tells the NER nothing more.
+MAX_SYMBOL_RUN = 3
+#: Longest chunk without whitespace the NER sees. Longer English words are rare (the longest
+#: in dictionaries is 45 letters); longer chunks are URLs, keys, base64 or hostile input, which
+#: guard's pattern recognizers find on the text itself.
+MAX_CHUNK_CHARS = 64
+_DEGENERATE = re.compile(
+    rf"(?P<symbols>(?:[^\w\s]|_){{{MAX_SYMBOL_RUN + 1},}})|\S{{{MAX_CHUNK_CHARS + 1},}}"
+)
+
+
+def ner_view(text: str) -> str:
+    """``text`` as the NER reads it: long symbol runs and long chunks cut short by spaces.
+
+    The view has the same length as the text, character for character outside the cut
+    parts, so every offset into it is an offset into the text. Time is linear in the text.
+    """
+    parts: list[str] = []
+    position = 0
+    for match in _DEGENERATE.finditer(text):
+        keep = MAX_SYMBOL_RUN if match.group("symbols") is not None else MAX_CHUNK_CHARS
+        cut = match.start() + keep
+        parts.append(text[position:cut])
+        parts.append(" " * (match.end() - cut))
+        position = match.end()
+    if not parts:
+        return text
+    parts.append(text[position:])
+    return "".join(parts)
 
 
 class DetectionArtifacts(NlpArtifacts):
@@ -85,8 +126,12 @@ class GuardNlpEngine(SpacyNlpEngine):
         """Nothing to load: the pipeline was handed in."""
 
     def process_docs(self, texts: Iterable[str], *, batch_size: int = 64) -> Iterator[NlpArtifacts]:
-        """Run the pipeline over many texts at once (``nlp.pipe``) and yield artifacts."""
-        for doc in self.pipeline.pipe(texts, batch_size=batch_size):
+        """Run the pipeline over many texts at once (``nlp.pipe``) and yield artifacts.
+
+        The docs are of each text's ``ner_view``; their offsets are the text's.
+        """
+        views = (ner_view(text) for text in texts)
+        for doc in self.pipeline.pipe(views, batch_size=batch_size):
             yield self.artifacts(doc)
 
     def artifacts(self, doc: Doc) -> NlpArtifacts:

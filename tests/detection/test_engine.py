@@ -10,8 +10,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from guard.detection.engine import Detector
+from guard.detection.custom import TenantLists, TenantsFile
+from guard.detection.engine import Detector, _AllowList
 from guard.detection.entities import Candidate, DetectedEntity, resolve_overlaps
+from guard.detection.nlp import MAX_CHUNK_CHARS, MAX_SYMBOL_RUN, ner_view
 from guard.errors import InputTooLargeError, InvalidInputError
 
 if TYPE_CHECKING:
@@ -129,3 +131,138 @@ def test_offsets_are_always_valid_and_regions_never_overlap(
         assert 0.0 <= entity.score <= 1.0
     for left, right in itertools.pairwise(entities):
         assert left.end <= right.start
+
+
+# ------------------------------------------------------------------ hostile input: the view
+
+
+@pytest.mark.parametrize("symbol", list("!,?()\";:*'_-.~"))
+def test_when_a_symbol_runs_on_then_the_ner_sees_a_few_of_them(symbol: str) -> None:
+    text = f"Hi {symbol * 5000} there"
+    view = ner_view(text)
+    assert len(view) == len(text)
+    assert view == f"Hi {symbol * MAX_SYMBOL_RUN}{' ' * (5000 - MAX_SYMBOL_RUN)} there"
+
+
+def test_when_a_chunk_is_absurdly_long_then_the_ner_sees_its_start() -> None:
+    text = "see " + "a-b." * 1000 + " ok"
+    view = ner_view(text)
+    assert len(view) == len(text)
+    assert view[: 4 + MAX_CHUNK_CHARS] == text[: 4 + MAX_CHUNK_CHARS]
+    assert not view[4 + MAX_CHUNK_CHARS : -3].strip()
+    assert view.endswith(" ok")
+
+
+@given(st.text(alphabet=st.sampled_from("ab !?.,_-\n\t é"), max_size=300))
+def test_the_view_keeps_every_offset(text: str) -> None:
+    view = ner_view(text)
+    assert len(view) == len(text)
+    for ours, theirs in zip(text, view, strict=True):
+        assert theirs in (ours, " ")  # the same character, or a space in its place
+
+
+def test_when_ordinary_text_is_viewed_then_it_is_unchanged() -> None:
+    text = "Hi David!!! My card... is 4929-3813-3266-4295 :-) (thanks)"
+    assert ner_view(text) is text
+
+
+def test_when_punctuation_runs_on_then_the_ner_reads_few_tokens(detector: Detector) -> None:
+    # spaCy's tokenizer is quadratic on such runs; the view hands it a handful of tokens
+    for symbol in "!,?()\";:*'":
+        doc = detector.nlp_engine.pipeline(ner_view(symbol * 16_000))
+        assert len(doc) <= MAX_SYMBOL_RUN + 1
+
+
+def test_when_a_text_is_one_absurd_token_then_nothing_is_reported(detector: Detector) -> None:
+    assert detector.analyze("x" * 900_000) == []
+
+
+def test_when_punctuation_runs_on_then_names_beside_it_are_still_found(
+    detector: Detector,
+) -> None:
+    text = "My name is Joseph Banter" + "!" * 20_000 + " and I live at 12 Main Street."
+    kinds = {(text[e.start : e.end], e.entity_type) for e in detector.analyze(text)}
+    assert ("Joseph Banter", "PERSON") in kinds
+    assert any(kind == "STREET_ADDRESS" and "12 Main Street" in value for value, kind in kinds)
+
+
+# ---------------------------------------------------------------- the allow-list, one pass
+
+ALLOW = ["AcmeCorp", "AcmeCorp Support Desk", "Straße 5", "desk"]
+
+
+def _reference_allowed(text: str, candidate: Candidate, allow: list[str]) -> bool:
+    """Inside an occurrence of an allowed value (compared case-folded), by brute force."""
+    for value in allow:
+        folded = value.casefold()
+        for i in range(len(text) - len(folded) + 1):
+            if (
+                text[i : i + len(folded)].casefold() == folded
+                and i <= candidate.start
+                and candidate.end <= i + len(folded)
+            ):
+                return True
+    return False
+
+
+@pytest.mark.parametrize(
+    ("value", "allowed"),
+    [
+        ("ACMECORP", True),
+        ("ACMECORP SUPPORT DESK", True),
+        ("SUPPORT", True),  # inside the longer value
+        ("DESK or", False),  # sticks out of every value
+        ("STRASSE 5", True),  # "ß" folds to "ss"
+        ("HAUPTSTRASSE 5", False),
+        ("now", False),
+    ],
+)
+def test_when_a_finding_lies_inside_an_allowed_value_then_it_is_dropped(
+    value: str, allowed: bool
+) -> None:
+    text = "Call ACMECORP SUPPORT DESK or HAUPTSTRASSE 5 now"
+    start = text.index(value)
+    candidate = Candidate(start, start + len(value), "ORGANIZATION", 0.9)
+    kept = _AllowList(ALLOW).filter(text, [candidate])
+    assert kept == ([] if allowed else [candidate])
+
+
+@given(
+    st.text(alphabet="acmeorp dsk", max_size=60),
+    st.lists(st.tuples(st.integers(0, 60), st.integers(1, 12)), max_size=12),
+)
+def test_the_one_pass_allow_list_agrees_with_brute_force(
+    text: str, spans: list[tuple[int, int]]
+) -> None:
+    allow = ["acme", "acme corp", "corp d", "e", "desk desk"]
+    candidates = [
+        Candidate(start, min(start + length, len(text)), "X", 1.0)
+        for start, length in spans
+        if start < len(text)
+    ]
+    expected = [c for c in candidates if not _reference_allowed(text, c, allow)]
+    assert _AllowList(allow).filter(text, candidates) == expected
+
+
+@pytest.fixture(scope="module")
+def allowing(detector: Detector) -> Detector:
+    tenants = TenantsFile(version=1, tenants={"t": TenantLists(allow=ALLOW)})
+    return Detector(settings=detector.settings, nlp=detector.nlp_engine.pipeline, tenants=tenants)
+
+
+def test_when_a_tenant_allows_a_value_then_the_detector_drops_it(allowing: Detector) -> None:
+    text = "Message from acmecorp support desk: please call Joseph Banter"
+    everything = {text[e.start : e.end] for e in allowing.analyze(text)}
+    assert "Joseph Banter" in everything
+    assert any("acmecorp" in value for value in everything)
+    allowed = [text[e.start : e.end] for e in allowing.analyze(text, tenant="t")]
+    assert allowed == ["Joseph Banter"]
+
+
+def test_when_the_allow_list_has_many_findings_to_check_then_each_is_checked_once(
+    allowing: Detector,
+) -> None:
+    # findings x text used to be searched: 26,000 findings in 200 KB
+    text = "Ann, AcmeCorp, " * 13_000
+    assert {text[e.start : e.end] for e in allowing.analyze(text)} == {"Ann", "AcmeCorp"}
+    assert {text[e.start : e.end] for e in allowing.analyze(text, tenant="t")} == {"Ann"}
