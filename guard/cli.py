@@ -33,9 +33,11 @@ if TYPE_CHECKING:
 
     from guard.detection.engine import Detector
 
-#: Exit codes: 1 bad input or policy, 2 usage (click's own), 3 environment (model missing).
+#: Exit codes: 1 bad input or policy, 2 usage (click's own), 3 environment (model missing),
+#: 4 ``guard serve`` cannot listen on its address (the port is taken, or not allowed).
 EXIT_BAD_INPUT = 1
 EXIT_ENVIRONMENT = 3
+EXIT_ADDRESS_UNAVAILABLE = 4
 PROGRESS_MIN_LINES = 200
 
 
@@ -105,8 +107,10 @@ def serve(settings: Settings, host: str | None, port: int | None, workers: int |
     host = host or settings.host
     port = port or settings.port
     workers = workers or settings.workers
-    # fail here, with a clear message, if the model, policies, keys or database are not usable
-    services = build_services(settings)
+    _check_address(host, port)
+    # fail here, with a clear message, if the model, policies, keys or database are not usable;
+    # the model is loaded once in this process for the check (the server starts its own pool)
+    services = build_services(settings.model_copy(update={"analysis_workers": 0}))
     keys = services.api_keys.list()
     where = "embedded SQLite " + str(settings.var_dir / "guard.db")
     if settings.database_url is not None:
@@ -120,9 +124,10 @@ def serve(settings: Settings, host: str | None, port: int | None, workers: int |
             "  no API keys yet - create the first one (it is shown once) with:\n"
             "    .venv/bin/guard principals create --name me --role admin --tenant acme"
         )
-    services.engine.dispose()
+    services.close()
+    del services
     uvicorn.run(
-        "guard.api.app:create_app",
+        "guard.api.app:create_served_app",
         factory=True,
         host=host,
         port=port,
@@ -130,6 +135,35 @@ def serve(settings: Settings, host: str | None, port: int | None, workers: int |
         log_level=settings.log_level,
         access_log=False,
     )
+
+
+def _check_address(host: str, port: int) -> None:
+    """Exit with EXIT_ADDRESS_UNAVAILABLE, before any banner, if ``host:port`` cannot be bound.
+
+    Bound the way uvicorn binds (SO_REUSEADDR), so a port in TIME_WAIT is not reported taken.
+    """
+    import errno  # noqa: PLC0415
+    import socket  # noqa: PLC0415
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror:
+        click.echo(f"guard: error: cannot resolve the address {host!r} to listen on", err=True)
+        sys.exit(EXIT_ADDRESS_UNAVAILABLE)
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            reason = (
+                "is already in use (another guard or another program is listening there); "
+                "stop it or choose another with --port or GUARD_PORT"
+                if exc.errno == errno.EADDRINUSE
+                else f"cannot be used ({exc.strerror})"
+            )
+            click.echo(f"guard: error: port {port} on {host} {reason}", err=True)
+            sys.exit(EXIT_ADDRESS_UNAVAILABLE)
 
 
 # --------------------------------------------------------------------------- models

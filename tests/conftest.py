@@ -1,4 +1,4 @@
-"""Shared fixtures: isolated settings, one detector, fresh SQLite and PostgreSQL databases."""
+"""Shared fixtures: isolated settings, one detector, one analysis pool, fresh databases."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from pydantic import SecretStr
 
 from guard.config import PROJECT_ROOT, Settings
 from guard.detection.engine import Detector
+from guard.detection.executor import AnalysisExecutor
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -37,6 +38,19 @@ def detector(settings: Settings) -> Iterator[Detector]:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r".*\[W095\].*")
         yield Detector(settings=settings)
+
+
+@pytest.fixture(scope="session")
+def analysis(settings: Settings) -> Iterator[AnalysisExecutor]:
+    """One pool of two analysis worker processes for the whole run, as the API uses it.
+
+    Starting workers loads the model in each: every API test shares this pool instead.
+    """
+    pool = AnalysisExecutor(settings, workers=2)
+    try:
+        yield pool
+    finally:
+        pool.close()
 
 
 @pytest.fixture

@@ -15,9 +15,10 @@ from guard.access.schemas import (
     PrincipalCreated,
     PrincipalRead,
 )
+from guard.api.routing import GuardRoute
 from guard.api.security import Caller, requires, services_of
 
-router = APIRouter(prefix="/v1/admin", tags=["administration"])
+router = APIRouter(prefix="/v1/admin", tags=["administration"], route_class=GuardRoute)
 
 
 @router.post("/principals", response_model=PrincipalCreated, status_code=status.HTTP_201_CREATED)

@@ -10,6 +10,8 @@ class AuthenticationError(GuardError):
 
     status_code = 401
     type_slug = "unauthenticated"
+    #: The ``reason`` detail of the audit event that records the refusal.
+    audit_reason = "unauthenticated"
 
 
 class PermissionDeniedError(GuardError):
@@ -24,3 +26,20 @@ class PrincipalNotFoundError(GuardError):
 
     status_code = 404
     type_slug = "not-found"
+
+
+class IssuerTenantError(AuthenticationError):
+    """A valid token whose tenant is not one its issuer may name (GUARD_JWT_ISSUER_TENANTS)."""
+
+    audit_reason = "tenant-not-allowed"
+
+
+class AuthenticationThrottledError(GuardError):
+    """Too many failed authentications from this client; retry after ``retry_after`` seconds."""
+
+    status_code = 429
+    type_slug = "too-many-requests"
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

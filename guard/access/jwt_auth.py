@@ -6,6 +6,13 @@ algorithm's family (the HS256 secret is never tried as an RSA/EC key and vice ve
 public key cannot be used as an HMAC secret); JWKS keys are chosen by ``kid`` from a local
 file (no network); ``exp``, ``iss``, ``aud`` and ``sub`` are required and checked; the role
 claim must name a known role. Errors say what was wrong, never the token's content.
+
+The subject is often an identifier of a person (an email address, an employee number), and it is
+chosen by the identity provider, not by guard: it is never stored. The principal's id is
+``jwt:`` + a keyed hash of issuer and subject (the audit identifier key), so the trail can
+follow one subject without holding it; a subject with control characters (a forged log line)
+is refused. The ``role`` and ``tenant`` claims are trusted as issued: whoever holds the signing
+key can act in any tenant, unless ``GUARD_JWT_ISSUER_TENANTS`` pins the issuer to its tenants.
 """
 
 from __future__ import annotations
@@ -18,11 +25,12 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
-from guard.access.errors import AuthenticationError
-from guard.access.principals import Principal
+from guard.access.errors import AuthenticationError, IssuerTenantError
+from guard.access.principals import Principal, validate_tenant
 from guard.errors import ConfigurationError, InvalidInputError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from pathlib import Path
 
     from guard.config import Settings
@@ -32,6 +40,9 @@ _MAX_TOKEN_LENGTH: Final = 8192
 _LEEWAY_SECONDS: Final = 30
 _REQUIRED_CLAIMS: Final = ("exp", "iss", "aud", "sub")
 _MIN_HS256_SECRET_BYTES: Final = 32
+#: Prefix of the principal id of a token's subject: ``jwt:<keyed hash>``.
+JWT_PRINCIPAL_PREFIX: Final = "jwt:"
+SUBJECT_HASH_KIND: Final = "jwt_subject"
 
 
 @dataclass(frozen=True)
@@ -91,7 +102,10 @@ def _load_jwks(path: Path) -> dict[tuple[str, str], Any]:
 class JwtAuthenticator:
     """Turns a bearer JWT into a Principal, or refuses it with AuthenticationError."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(
+        self, settings: Settings, *, subject_hash: Callable[[str, str], str] | None = None
+    ) -> None:
+        """``subject_hash(issuer, sub)``: the keyed hash of a subject (default: audit keys)."""
         algorithms = [a for a in settings.jwt_algorithms if a in SUPPORTED_ALGORITHMS]
         if not algorithms or len(algorithms) != len(settings.jwt_algorithms):
             raise ConfigurationError("GUARD_JWT_ALGORITHMS: choose from HS256, RS256, ES256")
@@ -117,6 +131,8 @@ class JwtAuthenticator:
         self._audience = settings.jwt_audience
         self._role_claim = settings.jwt_role_claim
         self._tenant_claim = settings.jwt_tenant_claim
+        self._issuer_tenants = _issuer_tenants(settings)
+        self._subject_hash = subject_hash or _audit_subject_hash(settings)
 
     def _has_key_for(self, algorithm: str) -> bool:
         if algorithm == "HS256":
@@ -173,6 +189,10 @@ class JwtAuthenticator:
             raise AuthenticationError("token is malformed or invalid") from None
         return self._principal(claims)
 
+    def principal_id(self, subject: str) -> str:
+        """The principal id under which a subject of the configured issuer is audited."""
+        return JWT_PRINCIPAL_PREFIX + self._subject_hash(self._issuer, subject)
+
     def _principal(self, claims: dict[str, Any]) -> Principal:
         subject, role, tenant = (
             claims.get("sub"),
@@ -181,13 +201,60 @@ class JwtAuthenticator:
         )
         if not isinstance(subject, str) or not subject.strip():
             raise AuthenticationError("token 'sub' claim must be a non-empty string")
+        if not subject.isprintable():
+            raise AuthenticationError("token 'sub' claim must not contain control characters")
         if not isinstance(role, str) or not isinstance(tenant, str):
             raise AuthenticationError(
                 f"token must carry string {self._role_claim!r} and {self._tenant_claim!r} claims"
             )
+        if self._issuer_tenants is not None:
+            allowed = self._issuer_tenants.get(str(claims.get("iss")), frozenset())
+            if tenant not in allowed:
+                raise IssuerTenantError(
+                    f"token {self._tenant_claim!r} claim names a tenant its issuer may not "
+                    "act in (GUARD_JWT_ISSUER_TENANTS)"
+                )
+        principal_id = self.principal_id(subject)
         try:
-            return Principal(id=subject, name=subject, role=role, tenant=tenant, kind="jwt")
+            # the display name is the hash too: a subject is an identifier, never shown
+            return Principal(
+                id=principal_id, name=principal_id, role=role, tenant=tenant, kind="jwt"
+            )
         except InvalidInputError:
             raise AuthenticationError(
                 f"token {self._role_claim!r} or {self._tenant_claim!r} claim is not valid"
             ) from None
+
+
+def _issuer_tenants(settings: Settings) -> dict[str, frozenset[str]] | None:
+    """GUARD_JWT_ISSUER_TENANTS checked at start-up; None when issuers are not pinned."""
+    pins = settings.jwt_issuer_tenants
+    if not pins:
+        return None
+    if settings.jwt_issuer not in pins:
+        raise ConfigurationError(
+            "GUARD_JWT_ISSUER_TENANTS: does not list GUARD_JWT_ISSUER; no token would be accepted"
+        )
+    checked: dict[str, frozenset[str]] = {}
+    for issuer, tenants in pins.items():
+        try:
+            checked[issuer] = frozenset(validate_tenant(t) for t in tenants)
+        except InvalidInputError:
+            raise ConfigurationError(
+                "GUARD_JWT_ISSUER_TENANTS: a tenant name is malformed (lower-case letters, "
+                "digits, '_', '.', '-', at most 63)"
+            ) from None
+    return checked
+
+
+def _audit_subject_hash(settings: Settings) -> Callable[[str, str], str]:
+    """Keyed hash of (issuer, subject) under the audit identifier key."""
+    from guard.crypto.audit_keys import AuditKeys  # noqa: PLC0415 - loads the master key
+
+    keys = AuditKeys.from_settings(settings)
+
+    def subject_hash(issuer: str, subject: str) -> str:
+        # JSON keeps issuer and subject apart whatever characters they hold
+        return keys.identifier_hash(SUBJECT_HASH_KIND, json.dumps([issuer, subject]))
+
+    return subject_hash

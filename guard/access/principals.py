@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Final, Literal
+from typing import Final, Literal, get_args
 
 from guard.errors import InvalidInputError
 
 #: Every role guard knows; a policy line or credential naming another role is rejected.
-ROLES: Final = ("agent", "supervisor", "compliance_officer", "analyst", "admin")
+Role = Literal["agent", "supervisor", "compliance_officer", "analyst", "admin"]
+ROLES: Final[tuple[str, ...]] = get_args(Role)
 
 #: Tenant names: short, lower-case, no wildcards (``*`` means "any tenant" in the policy).
 _TENANT_PATTERN: Final = re.compile(r"[a-z0-9][a-z0-9_.-]{0,62}")

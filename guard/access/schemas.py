@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from guard.access.principals import Role
 
 
 class PrincipalCreate(BaseModel):
@@ -13,8 +15,18 @@ class PrincipalCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1, max_length=200)
-    role: str
+    #: One of guard's roles; anything else is a 422 naming ``body.role`` in its ``errors``.
+    role: Role
     expires_in_days: int | None = Field(default=None, ge=1, le=3650)
+
+    @field_validator("name")
+    @classmethod
+    def _printable(cls, name: str) -> str:
+        # a 422 with an ``errors`` entry for body.name, like any other field (never the value)
+        if not name.strip() or not name.isprintable():
+            msg = "must be printable characters, not only spaces"
+            raise ValueError(msg)
+        return name
 
 
 class PrincipalCreated(BaseModel):

@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
+import anyio.to_thread
 from fastapi import FastAPI
 
 from guard import __version__
+from guard.api.audit_middleware import AuditMiddleware
+from guard.api.disconnect import DisconnectMiddleware
 from guard.api.health import router as health_router
-from guard.api.middleware import BodyLimitMiddleware, MetricsMiddleware, RequestIdMiddleware
+from guard.api.middleware import (
+    BodyLimitMiddleware,
+    ErrorMiddleware,
+    MetricsMiddleware,
+    NoStoreMiddleware,
+    RequestIdMiddleware,
+)
+from guard.api.openapi import install_docs, install_openapi
 from guard.api.problems import install_problem_handlers
 from guard.api.services import Services, build_services
 from guard.config import get_settings
@@ -16,13 +27,17 @@ from guard.detection.endpoints import router as detection_router
 from guard.redaction.endpoints import router as redaction_router
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Callable
+    from contextlib import AbstractAsyncContextManager
+
     from guard.config import Settings
     from guard.detection.engine import Detector
 
 DESCRIPTION = """guard sits between customer-service agents and customer data: it redacts PII
 in outgoing text, enforces role-based access with Casbin, and writes a tamper-evident audit
-trail. Authenticate with `Authorization: Bearer <API key or JWT>`. Errors are
-`application/problem+json`."""
+trail. Authenticate with `Authorization: Bearer <API key or JWT>` or `X-API-Key: <API key>`
+(the Authorize button). Errors are `application/problem+json` and never echo input; `/v1`
+responses are never cached (`Cache-Control: no-store`)."""
 
 
 def create_app(
@@ -32,20 +47,66 @@ def create_app(
     detector: Detector | None = None,
 ) -> FastAPI:
     """Build the app; ``services`` or ``detector`` may be given (tests share one model)."""
+    built = services is None
     if services is None:
         services = build_services(settings or get_settings(), detector=detector)
-    app = FastAPI(title="guard", version=__version__, description=DESCRIPTION)
+    # docs from guard's own files (install_docs), no ReDoc: nothing is loaded from a CDN
+    app = FastAPI(
+        title="guard",
+        version=__version__,
+        description=DESCRIPTION,
+        docs_url=None,
+        redoc_url=None,
+        # what the app built (the analysis workers above all) it stops; given services not
+        lifespan=_closing(services) if built else None,
+    )
     app.state.services = services
     install_problem_handlers(app)
     app.include_router(health_router)
     app.include_router(redaction_router)
     app.include_router(detection_router)
     _include_optional_routers(app)
-    # outermost first: ids for everything, then size limits, then metrics of what got through
+    install_openapi(app)
+    install_docs(app)
+    # add_middleware wraps: the last added is the outermost. Outermost first: ids for
+    # everything, no-store on every /v1 answer, unexpected errors as a 500 problem (never
+    # re-raised), then size limits, then metrics of what got through.
+    # innermost: after the body is read, a client that leaves cancels its analysis
+    app.add_middleware(DisconnectMiddleware)
     app.add_middleware(MetricsMiddleware, metrics=services.metrics)
     app.add_middleware(BodyLimitMiddleware, limit=services.settings.max_body_bytes)
+    app.add_middleware(ErrorMiddleware)
+    # one audit event per request, seeing its final status (also the 500 of ErrorMiddleware)
+    app.add_middleware(AuditMiddleware, services=services)
+    app.add_middleware(NoStoreMiddleware, prefix="/v1")
     app.add_middleware(RequestIdMiddleware)
     return app
+
+
+def create_served_app() -> FastAPI:
+    """The app as ``guard serve`` runs it: each worker process configures its logging first.
+
+    uvicorn starts workers as new processes, which do not inherit the CLI's logging setup; the
+    processors that drop payloads and keep exception types only must run in every one of them.
+    """
+    from guard.logging import configure_logging  # noqa: PLC0415 - only for served apps
+
+    settings = get_settings()
+    configure_logging(settings)
+    return create_app(settings)
+
+
+def _closing(services: Services) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """A lifespan that closes ``services`` (stops the analysis workers) at shutdown."""
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            await anyio.to_thread.run_sync(services.close)
+
+    return lifespan
 
 
 def _include_optional_routers(app: FastAPI) -> None:

@@ -1,4 +1,9 @@
-"""ASGI middleware: request ids, a body-size limit enforced while reading, request metrics."""
+"""ASGI middleware: request ids, errors, caching headers, a body-size limit, request metrics.
+
+Order (outermost first): request id (so everything below logs and answers with it), caching
+headers (so every answer, errors included, carries them), errors (an unexpected exception
+becomes a 500 problem here and goes no further), the body limit, metrics.
+"""
 
 from __future__ import annotations
 
@@ -9,17 +14,27 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 import structlog
+from fastapi import HTTPException
+
+from guard.api.problems import PROBLEM_CONTENT_TYPE, problem_body, route_template
 
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
     from guard.api.metrics import Metrics
 
+log = structlog.get_logger(__name__)
+
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._\-]{8,64}$")
 
 
 class RequestIdMiddleware:
-    """Use the caller's ``X-Request-ID`` when it is well-formed, else make one; echo it back."""
+    """Use the caller's ``X-Request-ID`` when it is well-formed, else make one; echo it back.
+
+    The id is bound to structlog's context variables for exactly the request: every log line
+    written while serving it (worker threads included: Starlette runs sync routes in a copy of
+    the request's context) carries it, and nothing bound by a request outlives it.
+    """
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -40,8 +55,93 @@ class RequestIdMiddleware:
                 message["headers"] = headers
             await send(message)
 
-        with structlog.contextvars.bound_contextvars(request_id=request_id):
-            await self.app(scope, receive, send_with_id)
+        # Start from an empty log context: the server's task may carry whatever its creator
+        # had bound, and a line must never show another request's id.
+        structlog.contextvars.clear_contextvars()
+        try:
+            with structlog.contextvars.bound_contextvars(request_id=request_id):
+                await self.app(scope, receive, send_with_id)
+        finally:
+            structlog.contextvars.clear_contextvars()
+
+
+class NoStoreMiddleware:
+    """``Cache-Control: no-store`` and ``Pragma: no-cache`` on every response under ``prefix``.
+
+    API responses carry customer data in clear (revealed text, records); no browser, proxy or
+    shared cache may keep them, errors included.
+    """
+
+    def __init__(self, app: ASGIApp, *, prefix: str = "/v1") -> None:
+        self.app = app
+        self.prefix = prefix
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Add the headers when the response starts."""
+        path = scope.get("path", "")
+        if scope["type"] != "http" or not (
+            path == self.prefix or path.startswith(self.prefix + "/")
+        ):
+            await self.app(scope, receive, send)
+            return
+
+        async def send_no_store(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = [
+                    (k, v)
+                    for k, v in message.get("headers", [])
+                    if k.lower() not in {b"cache-control", b"pragma"}
+                ]
+                headers += [(b"cache-control", b"no-store"), (b"pragma", b"no-cache")]
+                message["headers"] = headers
+            await send(message)
+
+        await self.app(scope, receive, send_no_store)
+
+
+class ErrorMiddleware:
+    """Answer any unexpected exception with a 500 problem, log its type only, never re-raise.
+
+    Starlette's own ServerErrorMiddleware renders the response and then re-raises, so the
+    server logs the full traceback (which can quote request data) and drops the keep-alive
+    connection; here the exception ends with the response and the connection stays usable.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Run the app; on an exception, answer 500 if nothing was sent yet."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception as exc:  # noqa: BLE001 - the last line: every failure becomes a 500
+            # the type only: a message or a trace could quote the request
+            log.error(  # noqa: TRY400 - no traceback: it could quote the request
+                "request.failed",
+                exception_type=type(exc).__name__,
+                route=route_template(scope) or "unmatched",
+                response_started=started,
+            )
+            if not started:
+                await send_problem(
+                    scope,
+                    send,
+                    500,
+                    "internal",
+                    "guard could not process this request; "
+                    "the request id identifies it in guard's logs",
+                )
 
 
 class BodyLimitMiddleware:
@@ -58,7 +158,7 @@ class BodyLimitMiddleware:
             return
         declared = _header(scope, b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.limit:
-            await _too_large(scope, send, self.limit)
+            await send_problem(scope, send, 413, "input-too-large", _too_large(self.limit))
             return
         received = 0
         started = False
@@ -69,7 +169,7 @@ class BodyLimitMiddleware:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.limit:
-                    raise _BodyTooLargeError
+                    raise BodyTooLargeError(self.limit)
             return message
 
         async def tracking_send(message: Message) -> None:
@@ -80,13 +180,21 @@ class BodyLimitMiddleware:
 
         try:
             await self.app(scope, counting_receive, tracking_send)
-        except _BodyTooLargeError:
+        except BodyTooLargeError:
+            # raised where no route handled it (FastAPI routes answer it as an HTTPException)
             if not started:
-                await _too_large(scope, send, self.limit)
+                await send_problem(scope, send, 413, "input-too-large", _too_large(self.limit))
 
 
-class _BodyTooLargeError(Exception):
-    pass
+class BodyTooLargeError(HTTPException):
+    """A streamed (e.g. chunked) body that went over the limit while it was read.
+
+    An HTTPException, because FastAPI answers any other error raised while it reads a body
+    with 400 "error parsing the body"; this way the route answers the documented 413.
+    """
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(status_code=413, detail=_too_large(limit), headers={"Connection": "close"})
 
 
 class MetricsMiddleware:
@@ -127,27 +235,19 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
-async def _too_large(scope: Scope, send: Send, limit: int) -> None:
+def _too_large(limit: int) -> str:
+    return f"request body is over the limit of {limit} bytes (GUARD_MAX_BODY_BYTES)"
+
+
+async def send_problem(scope: Scope, send: Send, status: int, slug: str, detail: str) -> None:
+    """Answer a problem+json from pure ASGI middleware (outside FastAPI's handlers)."""
     state: dict[str, Any] = scope.get("state", {})
-    body = json.dumps(
-        {
-            "type": "urn:guard:problem:input-too-large",
-            "title": "Request too large",
-            "status": 413,
-            "detail": f"request body is over the limit of {limit} bytes (GUARD_MAX_BODY_BYTES)",
-            "instance": scope.get("path", ""),
-            "request_id": state.get("request_id"),
-        }
-    ).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 413,
-            "headers": [
-                (b"content-type", b"application/problem+json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"connection", b"close"),
-            ],
-        }
-    )
+    body = json.dumps(problem_body({**scope, "state": state}, status, slug, detail)).encode()
+    headers = [
+        (b"content-type", PROBLEM_CONTENT_TYPE.encode()),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    if status == 413:  # noqa: PLR2004 - the rest of an oversized body is not read
+        headers.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

@@ -56,6 +56,7 @@ def _filter_options(command: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--tenant", help="In which tenant."),
         click.option("--action", help="e.g. redact, reveal, audit.export."),
         click.option("--decision", type=click.Choice(["allow", "deny"])),
+        click.option("--request-id", help="guard's id of one request (not a client's own)."),
         click.option("--customer", help="A customer id; matched by its keyed hash."),
     ]
     for option in reversed(options):
@@ -72,6 +73,7 @@ def _filters(options: dict[str, Any]) -> AuditFilters:
         tenant=options["tenant"],
         action=options["action"],
         decision=options["decision"],
+        request_id=options["request_id"],
         customer=options["customer"],
     )
 

@@ -8,10 +8,14 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request
 
 from guard.access.permissions import AUDIT_READ, AUDIT_VERIFY
+from guard.api.routing import GuardRoute
 from guard.api.security import Caller, record_allowed, requires, services_of
-from guard.audit.schemas import AuditFilters, AuditPage, Decision, VerifyReport
+from guard.audit.schemas import MAX_SEQ, AuditFilters, AuditPage, Decision, VerifyReport
 
-router = APIRouter(prefix="/v1/audit", tags=["audit"])
+router = APIRouter(prefix="/v1/audit", tags=["audit"], route_class=GuardRoute)
+#: Audited resources: the route templates (never ``request.url.path``, which the client writes).
+EVENTS_RESOURCE = "/v1/audit/events"
+VERIFY_RESOURCE = "/v1/audit/verify"
 
 
 @router.get("/events", response_model=AuditPage)
@@ -25,8 +29,9 @@ def search_events(
     action: str | None = None,
     decision: Decision | None = None,
     customer: str | None = None,
+    request_id: Annotated[str | None, Query(max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    cursor: Annotated[int | None, Query(ge=0)] = None,
+    cursor: Annotated[int | None, Query(ge=0, le=MAX_SEQ)] = None,
 ) -> AuditPage:
     """Events of the caller's tenant matching the filters, oldest first, by seq cursor."""
     audit = services_of(request).audit
@@ -38,6 +43,7 @@ def search_events(
         tenant=caller.principal.tenant,
         action=action,
         decision=decision,
+        request_id=request_id,
         customer=customer,
     )
     page = audit.search(filters, limit=limit, cursor=cursor)
@@ -45,7 +51,7 @@ def search_events(
         request,
         caller,
         action="audit.search",
-        resource=request.url.path,
+        resource=EVENTS_RESOURCE,
         outcome="success",
         customer=customer,
         details={"results": len(page.events)},
@@ -64,7 +70,7 @@ def verify_trail(
         request,
         caller,
         action="audit.verify",
-        resource=request.url.path,
+        resource=VERIFY_RESOURCE,
         outcome="success" if report.ok else "failure",
         details={"events": report.events_checked, "ok": report.ok},
     )

@@ -117,6 +117,7 @@ class AuditRepository:
             (AuditEvent.tenant, filters.tenant),
             (AuditEvent.action, filters.action),
             (AuditEvent.decision, filters.decision),
+            (AuditEvent.request_id, filters.request_id),
             (AuditEvent.customer, customer_hash),
         ):
             if value is not None:

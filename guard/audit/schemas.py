@@ -11,6 +11,8 @@ Decision = Literal["allow", "deny"]
 Outcome = Literal["success", "failure", "error"]
 Finding = Literal["edited", "deleted", "inserted", "reordered", "truncated"]
 ExportFormat = Literal["jsonl", "csv"]
+#: The largest sequence number a cursor may name: ``seq`` is a signed 64-bit column.
+MAX_SEQ = 2**63 - 1
 
 
 class AuditFilters(BaseModel):
@@ -25,6 +27,8 @@ class AuditFilters(BaseModel):
     tenant: str | None = None
     action: str | None = None
     decision: Decision | None = None
+    #: guard's own id of one request: every event of that request, of one principal only.
+    request_id: str | None = None
     #: The raw customer id; it is compared by its keyed hash and never stored or echoed.
     customer: str | None = Field(default=None, repr=False)
 

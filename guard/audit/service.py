@@ -21,6 +21,7 @@ from typing import IO, TYPE_CHECKING, Any, cast
 import structlog
 
 from guard.audit.chain import GENESIS_HASH, canonical_json, checkpoint_payload, seal_event
+from guard.audit.context import current_request_audit
 from guard.audit.errors import AuditInputError, AuditStoreError
 from guard.audit.repository import AuditRepository
 from guard.audit.schemas import AuditEventRead, AuditFilters, AuditPage, ExportFormat
@@ -363,9 +364,21 @@ class AuditTrail:
         customer: str | None = None,
         details: Mapping[str, str | int | bool] | None = None,
     ) -> int:
-        """Append one event to the chain; return its sequence number."""
+        """Append one event to the chain; return its sequence number.
+
+        Inside an HTTP request (see :mod:`guard.audit.context`) an event for that request is
+        stored under guard's own request id, with the client's ``X-Request-ID`` as
+        ``correlation_id``, and the request is marked as audited once the event is written.
+        """
+        request = current_request_audit()
+        if request is not None and request.owns(request_id):
+            request_id = request.audit_request_id
+            if request.correlation_id is not None:
+                details = {**(details or {}), "correlation_id": request.correlation_id}
+        else:
+            request = None
         try:
-            return self._logger.append(
+            seq = self._logger.append(
                 action=action,
                 resource=resource,
                 decision=decision,
@@ -385,10 +398,31 @@ class AuditTrail:
                 raise
             log.exception("audit_append_failed", action=action)
             raise AuditStoreError("the audit trail could not record the event") from None
+        if request is not None:
+            request.mark_audited()
+        return seq
 
     def customer_hash(self, customer: str) -> str:
         """The keyed hash under which events about ``customer`` are stored."""
         return self._keys.identifier_hash("customer", customer)
+
+    def path_params_hash(self, params: Mapping[str, object]) -> str:
+        """Keyed hash of a matched route's path parameters (``path_hash`` in events).
+
+        The parameters are hashed as ASCII-escaped JSON with sorted keys, so any value (control
+        characters, lone surrogates, 10 KB ids) hashes without error; an investigator holding
+        the audit keys can check whether ``{"record_id": "..."}`` was asked for.
+        """
+        text = json.dumps({str(k): str(v) for k, v in params.items()}, sort_keys=True)
+        return self._keys.identifier_hash("path_params", text)
+
+    def raw_path_hash(self, raw_path: bytes) -> str:
+        """Keyed hash of a path no route matched, as sent (percent-encoded bytes)."""
+        return self._keys.identifier_hash("path", raw_path.decode("latin-1"))
+
+    def client_hash(self, address: str) -> str:
+        """Keyed hash of a client address (addresses are personal data: never stored raw)."""
+        return self._keys.identifier_hash("client", address.encode("utf-8", "replace").decode())
 
     def search(
         self, filters: AuditFilters, *, limit: int = 100, cursor: int | None = None

@@ -9,10 +9,11 @@ from fastapi import APIRouter, Depends, Request
 
 from guard.access.permissions import DETECT
 from guard.api.limits import check_texts
+from guard.api.routing import GuardRoute
 from guard.api.security import Caller, record_allowed, requires, services_of
 from guard.detection.schemas import DetectedText, DetectRequest, DetectResponse, EntityOut
 
-router = APIRouter(prefix="/v1", tags=["detection"])
+router = APIRouter(prefix="/v1", tags=["detection"], route_class=GuardRoute)
 
 
 @router.post("/detect", response_model=DetectResponse)
@@ -28,7 +29,7 @@ def detect(
     tenant = caller.principal.tenant
     counts: Counter[str] = Counter()
     results = []
-    for entities in services.detector.analyze_batch(texts, tenant=tenant):
+    for entities in services.analysis.analyze_batch(texts, tenant=tenant):
         counts.update(e.entity_type for e in entities)
         results.append(
             DetectedText(

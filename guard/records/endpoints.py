@@ -6,6 +6,7 @@ authorized by ``requires`` and audited with the record id as ``customer`` (store
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
 
@@ -20,10 +21,12 @@ from guard.access.permissions import (
     RECORDS_SEARCH,
     RECORDS_UPDATE,
 )
+from guard.api.routing import GuardRoute
 from guard.api.security import Caller, record_allowed, redacted_reason, requires, services_of
 from guard.api.services import Services
 from guard.crypto.errors import IntegrityError
 from guard.errors import GuardError
+from guard.records.errors import RecordErasedError, RecordNotFoundError
 from guard.records.schemas import (
     RecordCreate,
     RecordErased,
@@ -38,7 +41,7 @@ from guard.records.schemas import (
 )
 from guard.records.service import MAX_PAGE, DecryptedRecord, RecordService
 
-router = APIRouter(prefix="/v1/records", tags=["records"])
+router = APIRouter(prefix="/v1/records", tags=["records"], route_class=GuardRoute)
 
 T = TypeVar("T")
 RESOURCE = "records"
@@ -56,7 +59,7 @@ def build_record_service(services: Services) -> RecordService:
         services.session_factory,
         EnvelopeCipher(load_key_provider(settings)),
         BlindIndexer.from_settings(settings),
-        services.detector,
+        services.analysis,
         services.redactor,
     )
 
@@ -91,7 +94,25 @@ def _audited(
             outcome="failure",
             details={"reason": reason},
         )
+        # the service names the id it was given; the answer never echoes the URL's input
+        if isinstance(exc, RecordNotFoundError):
+            raise RecordNotFoundError("no record with this id in this tenant") from None
+        if isinstance(exc, RecordErasedError):
+            raise RecordErasedError("this record was erased; only its tombstone remains") from None
         raise
+
+
+def _existing_id(record_id: str) -> str:
+    """``record_id`` if it can name a record (ids are UUIDs), else "not found".
+
+    Called inside ``_audited``: the attempt is audited like any other miss, and an id no
+    record can have (e.g. one with a NUL byte, which PostgreSQL refuses) never reaches a query.
+    """
+    try:
+        uuid.UUID(record_id)
+    except ValueError:
+        raise RecordNotFoundError("no record with this id in this tenant") from None
+    return record_id
 
 
 def _summary_fields(record: DecryptedRecord) -> dict[str, Any]:
@@ -230,7 +251,9 @@ def read_record(
         "records.read",
         record_id,
         lambda: service.read(
-            tenant=caller.principal.tenant, record_id=record_id, only=_shown(service, caller)
+            tenant=caller.principal.tenant,
+            record_id=_existing_id(record_id),
+            only=_shown(service, caller),
         ),
     )
     view = _view(service, record, caller)
@@ -261,7 +284,7 @@ def update_record(
         record_id,
         lambda: service.update(
             tenant=caller.principal.tenant,
-            record_id=record_id,
+            record_id=_existing_id(record_id),
             changes=body,
             only=_shown(service, caller),
         ),
@@ -291,7 +314,7 @@ def erase_record(
         caller,
         "records.erase",
         record_id,
-        lambda: service.erase(tenant=caller.principal.tenant, record_id=record_id),
+        lambda: service.erase(tenant=caller.principal.tenant, record_id=_existing_id(record_id)),
     )
     record_allowed(
         request,
@@ -319,7 +342,7 @@ def reveal_record(
         caller,
         "records.reveal",
         record_id,
-        lambda: service.read(tenant=tenant, record_id=record_id),
+        lambda: service.read(tenant=tenant, record_id=_existing_id(record_id)),
     )
     reason = redacted_reason(request, body.reason, tenant=tenant)
     record_allowed(

@@ -107,7 +107,17 @@ class RecordPage(BaseModel):
 class RecordSearchRequest(BaseModel):
     """Exactly one identifier to look up by its blind index (exact match, normalised)."""
 
-    model_config = ConfigDict(extra="forbid")
+    # The contract says what ``_exactly_one`` enforces (null counts as not given): `{}` and
+    # two identifiers at once are invalid in the schema too.
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "oneOf": [
+                {"required": [name], "properties": {name: {"type": "string"}}}
+                for name in ("email", "phone", "account_id")
+            ]
+        },
+    )
 
     email: str | None = Field(default=None, min_length=1, max_length=320)
     phone: str | None = Field(default=None, min_length=1, max_length=64)

@@ -54,7 +54,7 @@ if TYPE_CHECKING:
     from guard.crypto.blind_index import BlindIndexer
     from guard.crypto.envelope import EnvelopeCipher
     from guard.crypto.keys import RedactionKeys
-    from guard.detection.engine import Detector
+    from guard.detection.executor import Analyzer
     from guard.records.schemas import RecordCreate, RecordUpdate
     from guard.redaction.service import Redactor
 
@@ -160,7 +160,7 @@ class RecordService:
         session_factory: sessionmaker[Session],
         cipher: EnvelopeCipher,
         indexer: BlindIndexer,
-        detector: Detector,
+        analyzer: Analyzer,
         redactor: Redactor,
         views: ViewPolicy | None = None,
     ) -> None:
@@ -168,7 +168,7 @@ class RecordService:
         self._factory = session_factory
         self._cipher = cipher
         self._indexer = indexer
-        self._detector = detector
+        self._analyzer = analyzer
         self._redactor = redactor
         self.views = views or load_view_policy(settings.policies_dir / VIEWS_FILENAME)
 
@@ -378,7 +378,7 @@ class RecordService:
             if name == "notes":
                 redacted = None
                 if value is not None:
-                    entities = self._detector.analyze(value, tenant=row.tenant)
+                    entities = self._analyzer.analyze(value, tenant=row.tenant)
                     result = self._redactor.redact_text(
                         value, entities, channel=NOTE_CHANNEL, tenant=row.tenant
                     )

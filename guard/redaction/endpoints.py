@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Request
 
 from guard.access.permissions import REDACT, REVEAL
 from guard.api.limits import check_lengths, check_texts
+from guard.api.routing import GuardRoute
 from guard.api.security import Caller, record_allowed, redacted_reason, requires, services_of
 from guard.detection.entities import DetectedEntity
 from guard.redaction.schemas import (
@@ -23,7 +24,7 @@ from guard.redaction.schemas import (
     RevealResponse,
 )
 
-router = APIRouter(prefix="/v1", tags=["redaction"])
+router = APIRouter(prefix="/v1", tags=["redaction"], route_class=GuardRoute)
 
 
 @router.post("/redact", response_model=RedactResponse)
@@ -41,7 +42,7 @@ def redact(
     counts: Counter[str] = Counter()
     results = []
     for text, entities in zip(
-        texts, services.detector.analyze_batch(texts, tenant=tenant), strict=True
+        texts, services.analysis.analyze_batch(texts, tenant=tenant), strict=True
     ):
         result = services.redactor.redact_text(
             text, entities, channel=body.channel, tenant=tenant, scope=body.scope
@@ -77,16 +78,25 @@ def redact_json(
     request: Request,
     caller: Annotated[Caller, Depends(requires(REDACT))],
 ) -> RedactJsonResponse:
-    """Redact every string of a JSON document; PII-named fields whatever their content."""
+    """Redact every string and key of a JSON document; PII-named fields whatever their content.
+
+    A key that redacts to the same text as another key of its object gets ``#2``, ``#3``...
+    appended (in the object's order); item paths point into the redacted document.
+    """
     services = services_of(request)
     tenant = caller.principal.tenant
 
     def detect(texts: list[str]) -> list[list[DetectedEntity]]:
         check_lengths(texts, services.settings, field="document")
-        return list(services.detector.analyze_batch(texts, tenant=tenant))
+        return list(services.analysis.analyze_batch(texts, tenant=tenant))
 
     document, items = services.redactor.redact_json(
-        body.document, detect, channel=body.channel, tenant=tenant, scope=body.scope
+        body.document,
+        detect,
+        channel=body.channel,
+        tenant=tenant,
+        scope=body.scope,
+        max_depth=services.settings.max_json_depth,
     )
     counts = Counter(item.item.entity_type for item in items)
     services.metrics.count_entities(counts)
@@ -106,6 +116,7 @@ def redact_json(
                 entity_type=i.item.entity_type,
                 operator=i.item.operator,
                 by_field_name=i.by_field_name,
+                in_key=i.in_key,
             )
             for i in items
         ],

@@ -12,10 +12,24 @@ Channel = Literal["message", "note", "export"]
 class TextsIn(BaseModel):
     """One text (``text``) or a batch (``texts``), not both."""
 
-    model_config = ConfigDict(extra="forbid")
+    # The contract says what the validator below enforces: exactly one of the two is given
+    # (a JSON null counts as not given), so `{}` is not a valid body in the schema either.
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "oneOf": [
+                {"required": ["text"], "properties": {"text": {"type": "string"}}},
+                {"required": ["texts"], "properties": {"texts": {"type": "array"}}},
+            ]
+        },
+    )
 
     text: str | None = Field(default=None, description="A single text.")
-    texts: list[str] | None = Field(default=None, description="A batch of texts.")
+    texts: list[str] | None = Field(
+        default=None,
+        description="A batch of texts (at most GUARD_MAX_BATCH_SIZE).",
+        json_schema_extra={"minItems": 1},
+    )
 
     @model_validator(mode="after")
     def _one_of(self) -> Self:
@@ -61,7 +75,10 @@ class RedactResponse(BaseModel):
 
 
 class RedactJsonRequest(BaseModel):
-    """``POST /v1/redact/json``: every string value of ``document`` is redacted."""
+    """``POST /v1/redact/json``: every string value and object key of ``document`` is redacted.
+
+    ``document`` may nest at most GUARD_MAX_JSON_DEPTH (64) levels of objects and arrays.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
@@ -71,12 +88,15 @@ class RedactJsonRequest(BaseModel):
 
 
 class RedactedJsonItem(BaseModel):
-    """A replacement inside the document, by JSON pointer."""
+    """A replacement inside the document, by JSON pointer into the redacted document."""
 
     path: str
     entity_type: str
     operator: str
     by_field_name: bool
+    in_key: bool = Field(
+        default=False, description="The replacement is in the key of the member at path."
+    )
 
 
 class RedactJsonResponse(BaseModel):

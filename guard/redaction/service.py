@@ -16,11 +16,18 @@ from guard.detection.entities import DetectedEntity
 from guard.errors import InvalidInputError
 from guard.redaction.operators import OperatorContext
 from guard.redaction.operators import reveal_text as _reveal_text
-from guard.redaction.policy import POLICY_FILENAME, RedactionPolicy, load_redaction_policy
+from guard.redaction.policy import (
+    POLICY_FILENAME,
+    ChannelRules,
+    RedactionPolicy,
+    load_redaction_policy,
+)
 
 if TYPE_CHECKING:
     from guard.redaction.operators import Operator
 
+#: Nesting allowed in a JSON document by default (GUARD_MAX_JSON_DEPTH in the API).
+DEFAULT_MAX_JSON_DEPTH = 64
 #: Batch detection supplied by the caller: one list of entities per input string.
 Detect = Callable[[list[str]], Sequence[Sequence[DetectedEntity]]]
 JsonValue = Any
@@ -57,10 +64,17 @@ class JsonRedactedItem:
     item: RedactedItem
     #: True when the whole value was redacted because of its field name.
     by_field_name: bool = False
+    #: True when the replacement is in the object key of the member ``path`` points to.
+    in_key: bool = False
 
     def to_dict(self) -> dict[str, object]:
         """Return the item as plain data, with its JSON pointer under ``path``."""
-        return {"path": self.path, "by_field_name": self.by_field_name, **self.item.to_dict()}
+        return {
+            "path": self.path,
+            "by_field_name": self.by_field_name,
+            "in_key": self.in_key,
+            **self.item.to_dict(),
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,50 +186,33 @@ class Redactor:
         channel: str = "message",
         tenant: str = "default",
         scope: str = "",
+        max_depth: int = DEFAULT_MAX_JSON_DEPTH,
     ) -> tuple[JsonValue, list[JsonRedactedItem]]:
-        """Redact every string in a JSON document; field-name rules override detection."""
+        """Redact every string and object key of a JSON document; field rules override detection.
+
+        Keys are detected like values (a key can be an email address). When two keys of one
+        object redact to the same text, the later ones (in the object's order) get ``#2``,
+        ``#3``... appended; keys that need no redaction keep their names. Item paths are JSON
+        pointers into the *redacted* document, so they never carry a redacted value. Nesting
+        deeper than ``max_depth`` (``[]`` is one level) is refused.
+        """
         rules = self.policy.rules_for(channel)
         if not tenant:
             raise InvalidInputError("tenant must not be empty")
-        walker = _JsonWalker(self.policy)
-        result = walker.walk(document, "", None)
-        to_detect, field_values = walker.to_detect, walker.field_values
-
-        found = detect([text for _, text in to_detect]) if to_detect else []
-        if len(found) != len(to_detect):
+        collector = _JsonCollector(self.policy, max_depth=max_depth)
+        tree = collector.collect(document, None, 0)
+        texts = collector.texts
+        found = detect(list(texts)) if texts else []
+        if len(found) != len(texts):
             raise InvalidInputError(
-                f"detect returned {len(found)} results for {len(to_detect)} strings"
+                f"detect returned {len(found)} results for {len(texts)} strings"
             )
-
-        replacements: dict[str, str] = {}
-        items: list[JsonRedactedItem] = []
-        for pointer, (entity_type, value) in field_values.items():
-            operator = rules.operator_for(entity_type)
-            replacement = self._apply(operator, value, entity_type, tenant, scope)
-            replacements[pointer] = replacement
-            items.append(
-                JsonRedactedItem(
-                    path=pointer,
-                    item=RedactedItem(
-                        0, len(value), entity_type, operator.name, 0, len(replacement)
-                    ),
-                    by_field_name=True,
-                )
-            )
-        for (pointer, text), entities in zip(to_detect, found, strict=True):
-            if not entities:
-                continue
-            try:
-                redacted = self.redact_text(
-                    text, entities, channel=channel, tenant=tenant, scope=scope
-                )
-            except InvalidInputError as exc:
-                raise InvalidInputError(f"{pointer or '/'}: {exc.message}") from None
-            replacements[pointer] = redacted.text
-            items.extend(JsonRedactedItem(path=pointer, item=item) for item in redacted.items)
-
-        items.sort(key=lambda it: (it.path, it.item.start))
-        return _replace_at(result, "", replacements), items
+        builder = _JsonBuilder(
+            self, found, texts, rules=rules, channel=channel, tenant=tenant, scope=scope
+        )
+        result = builder.build(tree, "")
+        items = sorted(builder.items, key=lambda it: (it.path, it.in_key, it.item.start))
+        return result, items
 
     def reveal_text(self, text: str, *, tenant: str) -> str:
         """Return ``text`` with every reversible token turned back into its value."""
@@ -227,47 +224,172 @@ class Redactor:
         return f"Redactor(policy={self.policy!r}, keys={self.keys!r})"
 
 
-class _JsonWalker:
-    """Copy a JSON document, collecting strings to detect and values named by field rules."""
+@dataclass(frozen=True, slots=True)
+class _Text:
+    """A string to detect: its index in the batch sent to ``detect``."""
 
-    def __init__(self, policy: RedactionPolicy) -> None:
+    slot: int
+
+
+@dataclass(frozen=True, slots=True)
+class _FieldValue:
+    """A value redacted whole because of its field name."""
+
+    entity_type: str
+    value: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Object:
+    """An object: per member, the key's slot (None: not detected), the key, the value."""
+
+    members: tuple[tuple[int | None, Any, _Node], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _Array:
+    items: tuple[_Node, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _Literal:
+    value: JsonValue
+
+
+_Node = _Text | _FieldValue | _Object | _Array | _Literal
+
+
+class _JsonCollector:
+    """First pass: the document's shape, every string and key to detect, field-rule values."""
+
+    def __init__(self, policy: RedactionPolicy, *, max_depth: int) -> None:
         self.policy = policy
-        self.to_detect: list[tuple[str, str]] = []  # (pointer, text)
-        self.field_values: dict[str, tuple[str, str]] = {}  # pointer -> (entity_type, text)
+        self.max_depth = max_depth
+        self.texts: list[str] = []
 
-    def walk(self, node: JsonValue, pointer: str, forced_type: str | None) -> JsonValue:
-        """Return a copy of ``node``; numbers under a field rule become strings."""
-        if isinstance(node, Mapping):
-            copy: dict[Any, JsonValue] = {}
-            for key, child in node.items():
-                rule = self.policy.entity_type_for_field(key) if isinstance(key, str) else None
-                child_pointer = f"{pointer}/{_pointer_token(key)}"
-                copy[key] = self.walk(child, child_pointer, rule or forced_type)
-            return copy
-        if isinstance(node, list | tuple):
-            return [self.walk(child, f"{pointer}/{i}", forced_type) for i, child in enumerate(node)]
+    def _slot(self, text: str) -> int:
+        self.texts.append(text)
+        return len(self.texts) - 1
+
+    def collect(self, node: JsonValue, forced_type: str | None, depth: int) -> _Node:
+        """The node's tree; numbers under a field rule become strings."""
+        if isinstance(node, Mapping | list | tuple):
+            if depth >= self.max_depth:
+                raise InvalidInputError(
+                    f"document: nested more than {self.max_depth} levels deep "
+                    "(GUARD_MAX_JSON_DEPTH)"
+                )
+            if isinstance(node, Mapping):
+                members = []
+                for key, child in node.items():
+                    is_text = isinstance(key, str)
+                    rule = self.policy.entity_type_for_field(key) if is_text else None
+                    slot = self._slot(key) if is_text and key else None
+                    members.append((slot, key, self.collect(child, rule or forced_type, depth + 1)))
+                return _Object(tuple(members))
+            return _Array(tuple(self.collect(child, forced_type, depth + 1) for child in node))
         if isinstance(node, bool) or node is None:
-            return node
+            return _Literal(node)
         if forced_type is not None and isinstance(node, str | int | float):
             value = node if isinstance(node, str) else str(node)
-            if value:
-                self.field_values[pointer] = (forced_type, value)
-            return value
+            return _FieldValue(forced_type, value) if value else _Literal(value)
         if isinstance(node, str) and node:
-            self.to_detect.append((pointer, node))
-        return node
+            return _Text(self._slot(node))
+        return _Literal(node)
 
 
-def _replace_at(node: JsonValue, pointer: str, replacements: Mapping[str, str]) -> JsonValue:
-    """Substitute redacted strings into the (already copied) document, in place."""
-    if not replacements:
-        return node
-    if pointer in replacements:
-        return replacements[pointer]
-    if isinstance(node, dict):
-        for key in node:
-            node[key] = _replace_at(node[key], f"{pointer}/{_pointer_token(key)}", replacements)
-    elif isinstance(node, list):
-        for index, child in enumerate(node):
-            node[index] = _replace_at(child, f"{pointer}/{index}", replacements)
-    return node
+class _JsonBuilder:
+    """Second pass: the redacted copy, with redacted keys made unique, and its items."""
+
+    def __init__(
+        self,
+        redactor: Redactor,
+        found: Sequence[Sequence[DetectedEntity]],
+        texts: Sequence[str],
+        *,
+        rules: ChannelRules,
+        channel: str,
+        tenant: str,
+        scope: str,
+    ) -> None:
+        self.redactor = redactor
+        self.found = found
+        self.texts = texts
+        self.rules = rules
+        self.channel = channel
+        self.tenant = tenant
+        self.scope = scope
+        self.items: list[JsonRedactedItem] = []
+
+    def _redact(self, slot: int, where: str) -> RedactionResult | None:
+        entities = self.found[slot]
+        if not entities:
+            return None
+        try:
+            return self.redactor.redact_text(
+                self.texts[slot],
+                entities,
+                channel=self.channel,
+                tenant=self.tenant,
+                scope=self.scope,
+            )
+        except InvalidInputError as exc:
+            raise InvalidInputError(f"{where or '/'}: {exc.message}") from None
+
+    def _keys(self, node: _Object, pointer: str) -> list[Any]:
+        """The members' output keys: redacted ones made unique, unchanged ones kept."""
+        redacted = [
+            self._redact(slot, f"{pointer or '/'} (key {index})") if slot is not None else None
+            for index, (slot, _, _) in enumerate(node.members)
+        ]
+        taken = {
+            key for (_, key, _), done in zip(node.members, redacted, strict=True) if done is None
+        }
+        keys: list[Any] = []
+        for (_, key, _), done in zip(node.members, redacted, strict=True):
+            if done is None:
+                keys.append(key)
+                continue
+            candidate, count = done.text, 1
+            while candidate in taken:
+                count += 1
+                candidate = f"{done.text}#{count}"
+            taken.add(candidate)
+            keys.append(candidate)
+            member_pointer = f"{pointer}/{_pointer_token(candidate)}"
+            self.items.extend(
+                JsonRedactedItem(path=member_pointer, item=item, in_key=True) for item in done.items
+            )
+        return keys
+
+    def build(self, node: _Node, pointer: str) -> JsonValue:
+        """The redacted copy of ``node``, found at ``pointer`` in the output."""
+        if isinstance(node, _Object):
+            copy: dict[Any, JsonValue] = {}
+            for key, (_, _, child) in zip(self._keys(node, pointer), node.members, strict=True):
+                copy[key] = self.build(child, f"{pointer}/{_pointer_token(key)}")
+            return copy
+        if isinstance(node, _Array):
+            return [self.build(child, f"{pointer}/{i}") for i, child in enumerate(node.items)]
+        if isinstance(node, _FieldValue):
+            operator = self.rules.operator_for(node.entity_type)
+            replacement = self.redactor._apply(  # noqa: SLF001 - the builder is the redactor's
+                operator, node.value, node.entity_type, self.tenant, self.scope
+            )
+            self.items.append(
+                JsonRedactedItem(
+                    path=pointer,
+                    item=RedactedItem(
+                        0, len(node.value), node.entity_type, operator.name, 0, len(replacement)
+                    ),
+                    by_field_name=True,
+                )
+            )
+            return replacement
+        if isinstance(node, _Text):
+            done = self._redact(node.slot, pointer)
+            if done is None:
+                return self.texts[node.slot]
+            self.items.extend(JsonRedactedItem(path=pointer, item=item) for item in done.items)
+            return done.text
+        return node.value

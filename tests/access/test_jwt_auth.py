@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from pydantic import SecretStr
 
-from guard.access.errors import AuthenticationError
+from guard.access.errors import AuthenticationError, IssuerTenantError
 from guard.access.jwt_auth import JwtAuthenticator
 from guard.errors import ConfigurationError
 
@@ -92,13 +92,89 @@ def test_when_an_hs256_token_is_valid_then_its_claims_become_the_principal(
     hs256: JwtAuthenticator,
 ) -> None:
     principal = hs256.authenticate(jwt.encode(claims(), SECRET, algorithm="HS256"))
-    assert (principal.id, principal.name, principal.role, principal.tenant, principal.kind) == (
-        "user-42",
-        "user-42",
-        "supervisor",
-        "acme",
-        "jwt",
+    assert (principal.role, principal.tenant, principal.kind) == ("supervisor", "acme", "jwt")
+    # the subject is an identifier chosen by the identity provider: only its keyed hash is kept
+    assert principal.id == hs256.principal_id("user-42")
+    assert principal.id.startswith("jwt:")
+    assert len(principal.id) == len("jwt:") + 64
+    assert "user-42" not in principal.id
+    assert principal.name == principal.id
+
+
+@pytest.mark.parametrize(
+    "subject",
+    ["joe@example.org", "x" * 300, "Zoë Ω 名前", "a" * 5000],
+    ids=["email", "300-chars", "unicode", "5000-chars"],
+)
+def test_when_a_subject_is_an_identifier_or_long_then_only_its_keyed_hash_is_the_principal(
+    hs256: JwtAuthenticator, subject: str
+) -> None:
+    principal = hs256.authenticate(jwt.encode(claims(sub=subject), SECRET, algorithm="HS256"))
+    assert principal.id == hs256.principal_id(subject)
+    assert len(principal.id) == len("jwt:") + 64
+    assert subject not in repr(principal)
+
+
+def test_when_two_subjects_differ_then_their_principals_differ_and_one_is_stable(
+    hs256: JwtAuthenticator, settings: Settings
+) -> None:
+    again = JwtAuthenticator(
+        configured(settings, jwt_algorithms=["HS256"], jwt_secret=SecretStr(SECRET))
     )
+    assert hs256.principal_id("a") == again.principal_id("a")
+    assert hs256.principal_id("a") != hs256.principal_id("b")
+
+
+@pytest.mark.parametrize(
+    "subject", ["a\nforged log line", "tab\there", "nul\x00", "del\x7f", "\u2028sep", "\ud800"]
+)
+def test_when_a_subject_holds_control_characters_then_the_token_is_refused(
+    hs256: JwtAuthenticator, subject: str
+) -> None:
+    token = jwt.encode(claims(sub=subject), SECRET, algorithm="HS256")
+    with pytest.raises(AuthenticationError, match="control characters") as caught:
+        hs256.authenticate(token)
+    assert subject not in str(caught.value)
+
+
+def test_when_issuers_are_pinned_then_a_token_for_another_tenant_is_refused(
+    settings: Settings,
+) -> None:
+    pinned = JwtAuthenticator(
+        configured(
+            settings,
+            jwt_algorithms=["HS256"],
+            jwt_secret=SecretStr(SECRET),
+            jwt_issuer_tenants={ISSUER: ["acme"], "https://other.example": ["globex"]},
+        )
+    )
+    assert pinned.authenticate(jwt.encode(claims(), SECRET, algorithm="HS256")).tenant == "acme"
+    foreign = jwt.encode(claims(tenant="globex"), SECRET, algorithm="HS256")
+    with pytest.raises(IssuerTenantError, match="GUARD_JWT_ISSUER_TENANTS") as caught:
+        pinned.authenticate(foreign)
+    assert caught.value.status_code == 401
+    assert caught.value.audit_reason == "tenant-not-allowed"
+
+
+@pytest.mark.parametrize(
+    ("pins", "message"),
+    [
+        ({"https://other.example": ["acme"]}, "does not list GUARD_JWT_ISSUER"),
+        ({ISSUER: ["ACME!"]}, "malformed"),
+    ],
+)
+def test_when_issuer_pins_are_wrong_then_configuration_fails(
+    settings: Settings, pins: dict[str, list[str]], message: str
+) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        JwtAuthenticator(
+            configured(
+                settings,
+                jwt_algorithms=["HS256"],
+                jwt_secret=SecretStr(SECRET),
+                jwt_issuer_tenants=pins,
+            )
+        )
 
 
 def test_when_an_rs256_token_is_valid_then_it_authenticates(
@@ -241,8 +317,8 @@ def test_when_a_jwks_file_is_configured_then_the_key_is_chosen_by_kid(
     authenticator = JwtAuthenticator(configured(settings, jwt_jwks_file=jwks))
     rsa_token = jwt.encode(claims(), rsa_key, algorithm="RS256", headers={"kid": "rsa-1"})
     ec_token = jwt.encode(claims(), ec_key, algorithm="ES256", headers={"kid": "ec-1"})
-    assert authenticator.authenticate(rsa_token).id == "user-42"
-    assert authenticator.authenticate(ec_token).id == "user-42"
+    assert authenticator.authenticate(rsa_token).id == authenticator.principal_id("user-42")
+    assert authenticator.authenticate(ec_token).id == authenticator.principal_id("user-42")
     # a kid naming a key of another type, or no key at all, is refused
     wrong_kid = jwt.encode(claims(), rsa_key, algorithm="RS256", headers={"kid": "ec-1"})
     unknown_kid = jwt.encode(claims(), rsa_key, algorithm="RS256", headers={"kid": "rsa-2"})

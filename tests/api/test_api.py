@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 import shutil
 from typing import TYPE_CHECKING
+from urllib.parse import quote
 
 import pytest
 import sqlalchemy
-from fastapi.routing import APIRoute
+from fastapi.routing import APIRoute, iter_route_contexts
 
 from guard.api.app import create_app
 from guard.api.health import PUBLIC_PATHS
@@ -46,12 +47,14 @@ def is_problem(response: object, status: int, slug: str) -> dict[str, object]:
 
 def test_every_route_declares_a_permission_except_health_and_metrics(api: Api) -> None:
     app = api.client.app
+    # FastAPI groups included routers: walk the effective routes, not app.routes' top level
+    contexts = list(iter_route_contexts(app.routes))  # type: ignore[attr-defined]
+    api_routes = [c for c in contexts if isinstance(c.original_route, APIRoute)]
+    assert len(api_routes) > 20
     unguarded = [
-        route.path
-        for route in app.routes  # type: ignore[attr-defined]
-        if isinstance(route, APIRoute)
-        and route.path not in PUBLIC_PATHS
-        and permission_of(route) is None
+        context.path
+        for context in api_routes
+        if context.path not in PUBLIC_PATHS and permission_of(context.original_route) is None  # type: ignore[arg-type]
     ]
     assert unguarded == []
 
@@ -186,7 +189,7 @@ def test_when_a_role_lacks_the_permission_then_403_and_the_denial_is_audited(
         ({}, 422, "invalid-input", "exactly one of"),
         ({"text": 42}, 422, "invalid-input", "body.text"),
         ({"text": "a", "channel": "fax"}, 422, "invalid-input", "body.channel"),
-        ({"text": "a", "color": "red"}, 422, "invalid-input", "body.color"),
+        ({"text": "a", "color": "red"}, 422, "invalid-input", "body.<key>: Extra inputs"),
         ({"texts": []}, 422, "invalid-input", "body.texts: give at least one"),
         ({"texts": ["a"] * 300}, 422, "invalid-input", "batch limit of 256"),
     ],
@@ -263,6 +266,7 @@ def test_when_pii_goes_through_every_endpoint_then_it_is_stored_and_logged_nowhe
     for path, payload, role in sent:
         api.client.post(path, json=payload, headers=api.headers(role))
     _exercise_records(api)
+    _exercise_hostile_paths(api)
     api.client.get("/v1/audit/events", headers=api.headers("compliance_officer"))
     dump = _dump_database(api)
     audit_file = api.settings.audit_jsonl_path
@@ -272,6 +276,25 @@ def test_when_pii_goes_through_every_endpoint_then_it_is_stored_and_logged_nowhe
     for value in PII.values():
         assert value not in stored, f"a {value!r} reached the database or audit file"
         assert value not in logs
+
+
+def _exercise_hostile_paths(api: Api) -> None:
+    """PII in paths and request ids: refused, forbidden, unknown, unmatched; each audited."""
+    bad_key = {"Authorization": "Bearer gk_AAAAAAAA_" + "x" * 43}
+    for value in PII.values():
+        quoted = quote(value, safe="")
+        calls: list[tuple[str, str, dict[str, str]]] = [
+            ("GET", f"/v1/records/{quoted}", bad_key),  # unauthenticated
+            ("GET", f"/v1/records/{quoted}", {}),  # no credentials
+            ("DELETE", f"/v1/records/{quoted}", api.headers("agent")),  # forbidden
+            ("GET", f"/v1/records/{quoted}", api.headers("agent")),  # not found
+            ("GET", f"/v1/{quoted}%00", api.headers("agent")),  # unmatched
+            ("PUT", f"/v1/records/{quoted}", bad_key),  # method not allowed
+        ]
+        for method, path, headers in calls:
+            response = api.client.request(method, path, headers=headers)
+            assert response.status_code < 500, (method, response.text)
+            assert value not in response.text
 
 
 def _exercise_records(api: Api) -> None:

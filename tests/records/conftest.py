@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session, sessionmaker
 
     from guard.config import Settings
-    from guard.detection.engine import Detector
+    from guard.detection.executor import AnalysisExecutor
 
 
 @pytest.fixture
@@ -29,13 +29,13 @@ def records(
     db_settings: Settings,
     session_factory: sessionmaker[Session],
     cipher: EnvelopeCipher,
-    detector: Detector,
+    analysis: AnalysisExecutor,
 ) -> RecordService:
     return RecordService(
         db_settings,
         session_factory,
         cipher,
         BlindIndexer.from_settings(db_settings),
-        detector,
+        analysis,
         Redactor(settings=db_settings),
     )

@@ -222,16 +222,95 @@ def test_when_json_top_level_string_then_pointer_is_root(redactor: Redactor) -> 
 
 
 def test_when_detect_returns_wrong_count_then_invalid_input(redactor: Redactor) -> None:
-    with pytest.raises(InvalidInputError, match="detect returned 0 results for 1 strings"):
+    # the key "a" and the value "text" are both sent to detection
+    with pytest.raises(InvalidInputError, match="detect returned 0 results for 2 strings"):
         redactor.redact_json({"a": "text"}, lambda _texts: [])
 
 
 def test_when_detect_returns_bad_offsets_then_error_names_pointer(redactor: Redactor) -> None:
     def detect(texts: list[str]) -> list[list[DetectedEntity]]:
-        return [[DetectedEntity(0, 99, "PERSON", 0.9)] for _ in texts]
+        return [[DetectedEntity(0, 99, "PERSON", 0.9)] if t == "short" else [] for t in texts]
 
     with pytest.raises(InvalidInputError, match=r"^/a/0: entity 0"):
         redactor.redact_json({"a": ["short"]}, detect)
+
+
+# --- JSON object keys and nesting ----------------------------------------------------------
+
+
+def test_when_a_key_holds_pii_then_it_is_redacted_and_the_path_is_the_redacted_key(
+    redactor: Redactor,
+) -> None:
+    calls: list[list[str]] = []
+    document = {"jane@example.com": {"note": "hello"}, "plain": 1}
+    out, items = redactor.redact_json(document, fake_detect(calls), channel="message")
+    assert out == {"<EMAIL_ADDRESS>": {"note": "hello"}, "plain": 1}
+    assert "jane@example.com" in calls[0]
+    assert [(i.path, i.in_key, i.item.entity_type) for i in items] == [
+        ("/<EMAIL_ADDRESS>", True, "EMAIL_ADDRESS")
+    ]
+    assert "jane@example.com" not in json.dumps([i.to_dict() for i in items])
+
+
+def test_when_redacted_keys_collide_then_later_ones_get_a_numbered_suffix(
+    redactor: Redactor,
+) -> None:
+    document = {
+        "a@example.com": 1,
+        "<EMAIL_ADDRESS>#2": "kept as it is",
+        "b@example.com": 2,
+        "c@example.com": {"x@example.com": "y"},
+    }
+    out, items = redactor.redact_json(document, fake_detect([]), channel="message")
+    # keys that need no redaction keep their names; redacted ones avoid them, in order
+    assert list(out) == [
+        "<EMAIL_ADDRESS>",
+        "<EMAIL_ADDRESS>#2",
+        "<EMAIL_ADDRESS>#3",
+        "<EMAIL_ADDRESS>#4",
+    ]
+    assert out["<EMAIL_ADDRESS>#2"] == "kept as it is"
+    assert out["<EMAIL_ADDRESS>#3"] == 2
+    assert out["<EMAIL_ADDRESS>#4"] == {"<EMAIL_ADDRESS>": "y"}
+    assert {i.path for i in items if i.in_key} == {
+        "/<EMAIL_ADDRESS>",
+        "/<EMAIL_ADDRESS>#3",
+        "/<EMAIL_ADDRESS>#4",
+        "/<EMAIL_ADDRESS>#4/<EMAIL_ADDRESS>",
+    }
+    again, _ = redactor.redact_json(document, fake_detect([]), channel="message")
+    assert list(again) == list(out)  # deterministic
+
+
+def test_when_a_field_rule_names_a_key_then_the_value_is_redacted_and_the_key_kept(
+    redactor: Redactor,
+) -> None:
+    out, items = redactor.redact_json({"email": "not detected"}, fake_detect([]))
+    assert out == {"email": "<EMAIL_ADDRESS>"}
+    assert [(i.path, i.by_field_name, i.in_key) for i in items] == [("/email", True, False)]
+
+
+@pytest.mark.parametrize("max_depth", [1, 3, 64])
+def test_when_a_document_nests_deeper_than_the_limit_then_invalid_input(
+    redactor: Redactor, max_depth: int
+) -> None:
+    at_limit: object = "x"
+    for _ in range(max_depth):
+        at_limit = [at_limit]
+    out, _ = redactor.redact_json(at_limit, fake_detect([]), max_depth=max_depth)
+    assert out == at_limit
+    with pytest.raises(InvalidInputError, match=f"nested more than {max_depth} levels"):
+        redactor.redact_json({"k": at_limit}, fake_detect([]), max_depth=max_depth)
+
+
+def test_when_a_document_is_far_deeper_than_the_stack_then_invalid_input_not_recursion(
+    redactor: Redactor,
+) -> None:
+    deep: object = {}
+    for _ in range(5000):
+        deep = {"k": deep}
+    with pytest.raises(InvalidInputError, match="nested more than 64 levels"):
+        redactor.redact_json(deep, fake_detect([]))
 
 
 # --- construction --------------------------------------------------------------------------

@@ -1,0 +1,654 @@
+"""Analysis off the request thread: worker processes with a cap, a time budget and cancellation.
+
+Threat: one hostile text that takes minutes to analyse. Regex matching and spaCy hold the GIL,
+so analysing in the API process would freeze every other request of that process, health
+checks included. Here each analysis runs in a worker process (spawned, never forked: the API
+process has threads), one job per worker at a time:
+
+- a bounded queue in front of the workers: when every worker is busy and the queue is full a
+  request is refused at once (``ServiceBusyError``, 503 with ``Retry-After``), so waiting
+  threads and the memory of waiting bodies stay bounded; a queued request also waits at most
+  one time budget;
+- a time budget per request (waiting not counted): past it the worker is killed, a fresh one
+  is started in the background, and the request fails with ``AnalysisBudgetError``; the text
+  is never returned unanalysed;
+- cancellation: when the HTTP client has gone (``guard.api.disconnect`` sets the event bound
+  by :func:`cancel_when`), a queued job is dropped and a running one is stopped by killing its
+  worker;
+- a worker that dies on its own (crash, out of memory) fails only its request
+  (``ServiceBusyError``) and is replaced.
+
+Errors raised in a worker come back as the same GuardError type and message; any other
+exception comes back as ``DetectionFailedError`` naming only its type: a message or a traceback
+could quote the text.
+
+``InProcessAnalysis`` is the same interface over a ``Detector`` in the calling thread
+(``GUARD_ANALYSIS_WORKERS=0``, tests, embedding): no budget and no cap.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import multiprocessing
+import threading
+import time
+from collections import deque
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from multiprocessing.connection import wait as wait_for_any
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+import structlog
+
+from guard.detection.entities import DetectedEntity
+from guard.detection.worker import ErrorInfo, serve
+from guard.errors import (
+    AnalysisBudgetError,
+    ConfigurationError,
+    DetectionFailedError,
+    GuardError,
+    ServiceBusyError,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator, Sequence
+    from multiprocessing.connection import Connection
+    from multiprocessing.process import BaseProcess
+
+    from guard.config import Settings
+    from guard.detection.engine import Detector
+
+log = structlog.get_logger(__name__)
+
+#: How often a waiting request looks at its cancellation event (seconds).
+POLL_SECONDS = 0.05
+#: What a refused client is told to wait before retrying (seconds).
+RETRY_AFTER_SECONDS = 1
+#: How long a starting worker may take to load the model before it counts as failed.
+START_TIMEOUT_SECONDS = 300.0
+#: How long a stopped worker gets to exit on SIGTERM before SIGKILL.
+TERM_GRACE_SECONDS = 1.0
+#: Pause between attempts to start a replacement worker that failed to start, doubling.
+RESTART_BACKOFF_SECONDS = (1.0, 30.0)
+
+
+class AnalysisCancelledError(GuardError):
+    """The client closed its connection while its text waited or was analysed; work stopped.
+
+    Nobody reads the response: the status (400, slug ``client-closed-request``, after nginx's
+    499) is for guard's own metrics, logs and audit, where the request shows as ended by the
+    client rather than as an error of guard's.
+    """
+
+    status_code = 400
+    type_slug = "client-closed-request"
+
+
+class Analyzer(Protocol):
+    """What callers of detection need: ``Detector`` and the worker pool both provide it."""
+
+    def analyze(self, text: str, *, tenant: str | None = None) -> list[DetectedEntity]:
+        """Detect PII in one text."""
+        ...
+
+    def analyze_batch(
+        self, texts: Sequence[str], *, tenant: str | None = None
+    ) -> Iterable[list[DetectedEntity]]:
+        """Detect PII in many texts, analysed together; results in input order."""
+        ...
+
+
+@dataclass(frozen=True)
+class AnalysisStatus:
+    """A snapshot of the analysis service, for readiness and metrics."""
+
+    mode: Literal["processes", "in-process"]
+    workers: int
+    ready: int
+    busy: int
+    queued: int
+    model_loaded: bool
+    starting: int = 0
+    pids: tuple[int, ...] = ()
+    busy_pids: tuple[int, ...] = ()
+    refused_busy: int = 0
+    over_budget: int = 0
+    cancelled: int = 0
+    worker_deaths: int = 0
+    worker_restarts: int = 0
+
+
+class AnalysisService(Analyzer, Protocol):
+    """An analyzer the API owns: it reports its status and can be closed."""
+
+    def status(self) -> AnalysisStatus:
+        """Workers, load and counters now."""
+        ...
+
+    def close(self) -> None:
+        """Stop the workers (if any); later calls fail."""
+        ...
+
+
+# ------------------------------------------------------------------------------ cancellation
+
+_CANCEL: ContextVar[threading.Event | None] = ContextVar("guard_analysis_cancel", default=None)
+
+
+@contextlib.contextmanager
+def cancel_when(event: threading.Event) -> Iterator[None]:
+    """Analyses started in this context (and threads that copy it) stop once ``event`` is set."""
+    token = _CANCEL.set(event)
+    try:
+        yield
+    finally:
+        _CANCEL.reset(token)
+
+
+def _cancelled(event: threading.Event | None) -> bool:
+    return event is not None and event.is_set()
+
+
+def _cancelled_error() -> AnalysisCancelledError:
+    return AnalysisCancelledError("the client closed the connection; the analysis was stopped")
+
+
+# ------------------------------------------------------------------------------ in-process
+
+
+class InProcessAnalysis:
+    """Analysis in the calling thread with a ``Detector``: no time budget, no cap."""
+
+    def __init__(self, detector: Detector) -> None:
+        self.detector = detector
+        self._lock = threading.Lock()
+        self._running = 0
+
+    def analyze(self, text: str, *, tenant: str | None = None) -> list[DetectedEntity]:
+        """Detect PII in one text."""
+        return self.analyze_batch([text], tenant=tenant)[0]
+
+    def analyze_batch(
+        self, texts: Sequence[str], *, tenant: str | None = None
+    ) -> list[list[DetectedEntity]]:
+        """Detect PII in many texts, unless the client has already gone."""
+        if _cancelled(_CANCEL.get()):
+            raise _cancelled_error()
+        with self._lock:
+            self._running += 1
+        try:
+            return list(self.detector.analyze_batch(texts, tenant=tenant))
+        finally:
+            with self._lock:
+                self._running -= 1
+
+    def status(self) -> AnalysisStatus:
+        """The model is loaded in this process; ``busy`` counts analyses running now."""
+        pipeline = self.detector.nlp_engine.pipeline
+        return AnalysisStatus(
+            mode="in-process",
+            workers=0,
+            ready=1,
+            busy=self._running,
+            queued=0,
+            model_loaded="ner" in pipeline.pipe_names,
+        )
+
+    def close(self) -> None:
+        """Nothing to stop."""
+
+
+# ------------------------------------------------------------------------------ processes
+
+
+class _WorkerStoppedError(Exception):
+    """The worker process ended (crash, out of memory, killed from outside) during a job."""
+
+
+class _OverBudgetError(Exception):
+    """The job ran past the time budget."""
+
+
+class _CancelledWhileRunningError(Exception):
+    """The client went away while the job ran."""
+
+
+@dataclass(eq=False)
+class _Worker:
+    process: BaseProcess
+    conn: Connection
+    pid: int
+    model_loaded: bool = False
+
+
+@dataclass(eq=False)
+class _Waiter:
+    """A request waiting for a worker; a releasing thread hands it one and sets the event."""
+
+    event: threading.Event = field(default_factory=threading.Event)
+    worker: _Worker | None = None
+    refused: bool = False
+
+
+@dataclass
+class _Counters:
+    refused_busy: int = 0
+    over_budget: int = 0
+    cancelled: int = 0
+    worker_deaths: int = 0
+    worker_restarts: int = 0
+
+
+class AnalysisExecutor:
+    """A pool of analysis worker processes; use it wherever a ``Detector`` was used.
+
+    Build it once per API process (starting blocks until every worker has loaded the model, so
+    a missing model is a start-up error), share it across threads, ``close()`` it at shutdown.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        workers: int | None = None,
+        queue: int | None = None,
+        timeout_seconds: float | None = None,
+    ) -> None:
+        self.settings = settings
+        self.workers = settings.analysis_workers if workers is None else workers
+        if self.workers < 1:
+            raise ConfigurationError(
+                "the analysis pool needs at least one worker (GUARD_ANALYSIS_WORKERS); "
+                "use in-process analysis for 0"
+            )
+        self.queue_limit = settings.analysis_queue_size if queue is None else queue
+        self.timeout_seconds = (
+            settings.analysis_timeout_seconds if timeout_seconds is None else timeout_seconds
+        )
+        self._context = multiprocessing.get_context("spawn")
+        self._lock = threading.Lock()
+        self._live: list[_Worker] = []  # started and ready: idle or busy
+        self._idle: list[_Worker] = []
+        self._busy = 0
+        self._starting = 0
+        self._waiters: deque[_Waiter] = deque()
+        self._counters = _Counters()
+        self._closed = False
+        self._replacers: set[threading.Thread] = set()
+        started = [self._spawn() for _ in range(self.workers)]
+        try:
+            for worker in started:
+                self._await_ready(worker)
+        except BaseException:
+            for worker in started:
+                _stop(worker)
+            raise
+        self._live.extend(started)
+        self._idle.extend(started)
+        log.info(
+            "analysis.pool_ready",
+            workers=self.workers,
+            queue=self.queue_limit,
+            timeout_seconds=self.timeout_seconds,
+        )
+
+    # --- the Analyzer interface ---------------------------------------------------------
+
+    def analyze(self, text: str, *, tenant: str | None = None) -> list[DetectedEntity]:
+        """Detect PII in one text, in a worker process."""
+        return self._submit([text], tenant)[0]
+
+    def analyze_batch(
+        self, texts: Sequence[str], *, tenant: str | None = None
+    ) -> list[list[DetectedEntity]]:
+        """Detect PII in a request's texts: one job, analysed together in one worker."""
+        texts = list(texts)
+        if not texts:
+            return []
+        return self._submit(texts, tenant)
+
+    def status(self) -> AnalysisStatus:
+        """Workers ready, busy and queued, and the counters since start."""
+        self._reap_idle()
+        with self._lock:
+            counters = self._counters
+            return AnalysisStatus(
+                mode="processes",
+                workers=self.workers,
+                ready=len(self._live),
+                busy=self._busy,
+                queued=len(self._waiters),
+                model_loaded=bool(self._live) and all(w.model_loaded for w in self._live),
+                starting=self._starting,
+                pids=tuple(sorted(w.pid for w in self._live)),
+                busy_pids=tuple(sorted(w.pid for w in self._live if w not in self._idle)),
+                refused_busy=counters.refused_busy,
+                over_budget=counters.over_budget,
+                cancelled=counters.cancelled,
+                worker_deaths=counters.worker_deaths,
+                worker_restarts=counters.worker_restarts,
+            )
+
+    def close(self) -> None:
+        """Stop every worker; waiting requests are refused, running ones fail."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            idle = list(self._idle)
+            busy = [w for w in self._live if w not in idle]
+            self._live.clear()
+            self._idle.clear()
+            waiters = list(self._waiters)
+            self._waiters.clear()
+            replacers = list(self._replacers)
+        for waiter in waiters:
+            waiter.refused = True
+            waiter.event.set()
+        for worker in idle:
+            _stop(worker)
+        for worker in busy:
+            # its request's thread owns the pipe: it sees the worker end and cleans up
+            with contextlib.suppress(OSError, ValueError):
+                worker.process.terminate()
+        for thread in replacers:
+            thread.join(timeout=START_TIMEOUT_SECONDS)
+        log.info("analysis.pool_closed", workers=len(idle) + len(busy))
+
+    # --- one job: the only place work is submitted ----------------------------------------
+
+    def _submit(self, texts: list[str], tenant: str | None) -> list[list[DetectedEntity]]:
+        """Wait for a worker (bounded), run the job under the budget, decode its reply."""
+        cancel = _CANCEL.get()
+        worker = self._acquire(cancel)
+        try:
+            reply = self._run(worker, (texts, tenant), cancel)
+        except _OverBudgetError:
+            self._retire(worker, reason="over_budget")
+            raise AnalysisBudgetError(
+                f"analysis did not finish within {self.timeout_seconds:g} seconds "
+                "(GUARD_ANALYSIS_TIMEOUT_SECONDS); the work was stopped and nothing of the "
+                "text was processed"
+            ) from None
+        except _CancelledWhileRunningError:
+            self._retire(worker, reason="cancelled")
+            raise _cancelled_error() from None
+        except _WorkerStoppedError:
+            self._retire(worker, reason="died")
+            raise ServiceBusyError(
+                "the analysis worker stopped unexpectedly and is being replaced; retry shortly",
+                retry_after=RETRY_AFTER_SECONDS,
+            ) from None
+        except BaseException:
+            # interrupted mid-job (e.g. KeyboardInterrupt): the worker's state is unknown
+            self._retire(worker, reason="interrupted")
+            raise
+        self._release(worker)
+        return _decode(reply)
+
+    def _acquire(self, cancel: threading.Event | None) -> _Worker:
+        """An idle worker now, or a place in the queue, or ServiceBusyError at once."""
+        self._reap_idle()
+        with self._lock:
+            if self._closed:
+                raise ServiceBusyError("analysis is shutting down", retry_after=RETRY_AFTER_SECONDS)
+            if _cancelled(cancel):
+                self._counters.cancelled += 1
+                raise _cancelled_error()
+            if self._idle:
+                self._busy += 1
+                return self._idle.pop()
+            if len(self._waiters) >= self.queue_limit:
+                self._counters.refused_busy += 1
+                raise ServiceBusyError(
+                    f"all {self.workers} analysis workers are busy and {len(self._waiters)} "
+                    "requests are waiting (GUARD_ANALYSIS_WORKERS, GUARD_ANALYSIS_QUEUE); "
+                    "retry shortly",
+                    retry_after=RETRY_AFTER_SECONDS,
+                )
+            waiter = _Waiter()
+            self._waiters.append(waiter)
+        return self._wait_in_queue(waiter, cancel)
+
+    def _wait_in_queue(self, waiter: _Waiter, cancel: threading.Event | None) -> _Worker:
+        deadline = time.monotonic() + self.timeout_seconds
+        while not waiter.event.wait(POLL_SECONDS):
+            gave_up = _cancelled(cancel) or time.monotonic() >= deadline
+            if not gave_up:
+                continue
+            with self._lock:
+                if waiter.worker is None and not waiter.refused:
+                    self._waiters.remove(waiter)
+                    if _cancelled(cancel):
+                        self._counters.cancelled += 1
+                        raise _cancelled_error()
+                    self._counters.refused_busy += 1
+                    raise ServiceBusyError(
+                        f"no analysis worker became free within {self.timeout_seconds:g} "
+                        "seconds; retry shortly",
+                        retry_after=RETRY_AFTER_SECONDS,
+                    )
+            break  # a worker was handed over at the same moment
+        if waiter.worker is None:  # refused by close()
+            raise ServiceBusyError("analysis is shutting down", retry_after=RETRY_AFTER_SECONDS)
+        if _cancelled(cancel):
+            self._release(waiter.worker)
+            with self._lock:
+                self._counters.cancelled += 1
+            raise _cancelled_error()
+        return waiter.worker
+
+    def _run(
+        self, worker: _Worker, job: tuple[list[str], str | None], cancel: threading.Event | None
+    ) -> tuple[Any, ...]:
+        """Send the job; wait for the reply, the budget, the client leaving or the worker dying."""
+        try:
+            worker.conn.send(job)
+        except (OSError, ValueError) as exc:  # broken pipe: the worker is gone
+            raise _WorkerStoppedError from exc
+        deadline = time.monotonic() + self.timeout_seconds
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise _OverBudgetError
+            if _cancelled(cancel):
+                raise _CancelledWhileRunningError
+            ready = wait_for_any(
+                [worker.conn, worker.process.sentinel], timeout=min(remaining, POLL_SECONDS)
+            )
+            if worker.conn in ready:
+                try:
+                    reply: tuple[Any, ...] = worker.conn.recv()
+                except (EOFError, OSError) as exc:
+                    raise _WorkerStoppedError from exc
+                return reply
+            if ready:
+                raise _WorkerStoppedError
+
+    # --- workers coming and going ---------------------------------------------------------
+
+    def _release(self, worker: _Worker) -> None:
+        """Hand the worker to the first waiting request, or put it back as idle."""
+        with self._lock:
+            if self._closed:
+                stop = True
+            else:
+                stop = False
+                if self._waiters:
+                    waiter = self._waiters.popleft()
+                    waiter.worker = worker
+                    waiter.event.set()
+                    return
+                self._busy -= 1
+                self._idle.append(worker)
+        if stop:
+            _stop(worker)
+
+    def _retire(self, worker: _Worker, *, reason: str) -> None:
+        """Stop a busy worker now and start its replacement in the background."""
+        with self._lock:
+            self._busy -= 1
+            if worker in self._live:
+                self._live.remove(worker)
+            self._count_retirement(reason)
+        self._replace(worker, reason=reason)
+
+    def _count_retirement(self, reason: str) -> None:
+        if reason == "over_budget":
+            self._counters.over_budget += 1
+        elif reason == "cancelled":
+            self._counters.cancelled += 1
+        elif reason == "died":
+            self._counters.worker_deaths += 1
+
+    def _reap_idle(self) -> None:
+        """Replace idle workers that died while idle (killed from outside, out of memory)."""
+        with self._lock:
+            dead = [w for w in self._idle if not w.process.is_alive()]
+            for worker in dead:
+                self._idle.remove(worker)
+                self._live.remove(worker)
+                self._counters.worker_deaths += 1
+        for worker in dead:
+            self._replace(worker, reason="died")
+
+    def _replace(self, worker: _Worker, *, reason: str) -> None:
+        """SIGTERM now; the rest (SIGKILL if needed, a fresh worker) in a background thread."""
+        with contextlib.suppress(OSError, ValueError):
+            worker.process.terminate()
+        log.warning("analysis.worker_stopped", pid=worker.pid, reason=reason)
+        thread = threading.Thread(
+            target=self._start_replacement, args=(worker,), name="guard-analysis", daemon=True
+        )
+        with self._lock:
+            closed = self._closed
+            if not closed:
+                self._starting += 1
+                self._replacers.add(thread)
+        if closed:
+            _stop(worker)
+        else:
+            thread.start()
+
+    def _start_replacement(self, old: _Worker) -> None:
+        try:
+            _stop(old)
+            worker = self._start_with_retries()
+            if worker is None:
+                return
+            with self._lock:
+                closed = self._closed
+                if not closed:
+                    self._live.append(worker)
+                    self._counters.worker_restarts += 1
+                    self._busy += 1  # _release hands it on or makes it idle
+            if closed:
+                _stop(worker)
+                return
+            log.info("analysis.worker_started", pid=worker.pid, replaced=old.pid)
+            self._release(worker)
+        finally:
+            with self._lock:
+                self._starting -= 1
+                self._replacers.discard(threading.current_thread())
+
+    def _start_with_retries(self) -> _Worker | None:
+        """A fresh worker with the model loaded, retrying with backoff; None once closed."""
+        backoff, ceiling = RESTART_BACKOFF_SECONDS
+        while True:
+            with self._lock:
+                if self._closed:
+                    return None
+            try:
+                worker = self._spawn()
+            except OSError:  # out of processes or memory: try again later
+                log.exception("analysis.worker_start_failed")
+            else:
+                try:
+                    self._await_ready(worker)
+                except GuardError as exc:  # its message names a setting, never a text
+                    _stop(worker)
+                    log.exception("analysis.worker_start_failed", detail=exc.message)
+                else:
+                    return worker
+            time.sleep(backoff)
+            backoff = min(backoff * 2, ceiling)
+
+    def _spawn(self) -> _Worker:
+        parent_end, child_end = self._context.Pipe(duplex=True)
+        process = self._context.Process(
+            target=serve, args=(child_end, self.settings), name="guard-analysis", daemon=True
+        )
+        process.start()
+        child_end.close()  # the child holds its own copy: EOF here when it dies
+        return _Worker(process=process, conn=parent_end, pid=process.pid or 0)
+
+    def _await_ready(self, worker: _Worker) -> None:
+        """Block until the worker has loaded the model; its start-up error is raised here."""
+        ready = wait_for_any([worker.conn, worker.process.sentinel], timeout=START_TIMEOUT_SECONDS)
+        if not ready:
+            raise ConfigurationError(
+                f"an analysis worker did not load the model within {START_TIMEOUT_SECONDS:g} s"
+            )
+        try:
+            message: tuple[Any, ...] = worker.conn.recv()
+        except (EOFError, OSError):
+            worker.process.join(TERM_GRACE_SECONDS)
+            raise ConfigurationError(
+                f"an analysis worker exited while starting (exit code {worker.process.exitcode})"
+            ) from None
+        if message[0] == "ready":
+            worker.model_loaded = bool(message[1])
+            return
+        if message[0] == "error":
+            raise _rebuild(message[1])  # e.g. ModelNotAvailableError, as the worker raised it
+        raise ConfigurationError(f"an analysis worker could not start ({message[1]})")
+
+
+def _stop(worker: _Worker) -> None:
+    """End a worker: ask, then SIGTERM, then SIGKILL; reap it and close its pipe."""
+    process = worker.process
+    if process.is_alive():
+        with contextlib.suppress(OSError, ValueError):
+            worker.conn.send(None)
+        process.join(TERM_GRACE_SECONDS / 4)
+    if process.is_alive():
+        process.terminate()
+        process.join(TERM_GRACE_SECONDS)
+    if process.is_alive():
+        process.kill()
+        process.join()
+    worker.conn.close()
+    with contextlib.suppress(ValueError):
+        process.close()
+
+
+def _decode(reply: tuple[Any, ...]) -> list[list[DetectedEntity]]:
+    """A worker's reply as entities, or the error it reported raised here."""
+    kind = reply[0]
+    if kind == "ok":
+        return [[DetectedEntity(*entity) for entity in entities] for entities in reply[1]]
+    if kind == "error":
+        raise _rebuild(reply[1])
+    # only the exception's type crossed: its message or traceback could quote the text
+    log.error("analysis.worker_exception", exception_type=str(reply[1]))
+    raise DetectionFailedError(f"analysis failed in the worker ({reply[1]}); the text was refused")
+
+
+def _rebuild(info: ErrorInfo) -> GuardError:
+    """The worker's GuardError as the same type, message and attributes, in this process."""
+    cls: object = None
+    if info.module == "guard" or info.module.startswith("guard."):
+        with contextlib.suppress(ImportError):
+            cls = importlib.import_module(info.module)
+            for part in info.qualname.split("."):
+                cls = getattr(cls, part, None)
+    if not (isinstance(cls, type) and issubclass(cls, GuardError)):
+        return GuardError(info.message)
+    # not cls(...): subclasses' constructors differ; the state is what the worker had
+    exc = cls.__new__(cls)
+    Exception.__init__(exc, info.message)
+    exc.__dict__.update(info.attributes)
+    exc.message = info.message
+    return exc

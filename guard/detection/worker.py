@@ -1,0 +1,92 @@
+"""One analysis worker process: build the detector once, then analyse one job at a time.
+
+The API process talks to it over a pipe (see ``guard.detection.executor``). Messages:
+
+- from the API: ``(texts, tenant)`` for a job, ``None`` to stop;
+- to the API: ``("ready", model_has_ner)`` once at start, then one reply per job:
+  ``("ok", [[(start, end, entity_type, score), ...], ...])``, ``("error", ErrorInfo)`` for a
+  GuardError, ``("failed", exception_type_name)`` for anything else.
+
+Replies never carry a message or traceback of an unexpected exception: those can quote the
+text. GuardError messages are written never to carry input (see ``guard.errors``).
+"""
+
+from __future__ import annotations
+
+import signal
+import warnings
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from guard.errors import GuardError
+
+if TYPE_CHECKING:
+    from multiprocessing.connection import Connection
+
+    from guard.config import Settings
+
+#: One finding as it crosses the pipe: plain tuples pickle smaller and faster than objects.
+EntityTuple = tuple[int, int, str, float]
+
+
+@dataclass(frozen=True)
+class ErrorInfo:
+    """A GuardError as it crosses the pipe: its class by name, its message and attributes."""
+
+    module: str
+    qualname: str
+    message: str
+    attributes: dict[str, str | int | float | bool | None]
+
+    @classmethod
+    def of(cls, exc: GuardError) -> ErrorInfo:
+        """Describe ``exc``; only plain attribute values (status code, retry-after) travel."""
+        attributes = {
+            key: value
+            for key, value in vars(exc).items()
+            if isinstance(value, str | int | float | bool | type(None))
+        }
+        return cls(type(exc).__module__, type(exc).__qualname__, exc.message, attributes)
+
+
+def serve(conn: Connection, settings: Settings) -> None:
+    """The worker's life: load the model, say ready, answer jobs until told to stop."""
+    # Ctrl-C reaches the whole process group; the API process decides when workers stop.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    from guard.logging import configure_logging  # noqa: PLC0415 - the child's own imports
+
+    configure_logging(settings)
+    # the pinned 3.6 model under spaCy 3.7: known and decided (see DESIGN.md), as in the CLI
+    warnings.filterwarnings("ignore", message=r".*\[W095\].*")
+    try:
+        from guard.detection.engine import Detector  # noqa: PLC0415 - heavy, child only
+
+        detector = Detector(settings=settings)
+    except GuardError as exc:
+        conn.send(("error", ErrorInfo.of(exc)))
+        return
+    except Exception as exc:  # noqa: BLE001 - reported to the API process by type only
+        conn.send(("failed", type(exc).__name__))
+        return
+    conn.send(("ready", "ner" in detector.nlp_engine.pipeline.pipe_names))
+    while True:
+        try:
+            job = conn.recv()
+        except EOFError:  # the API process has gone: nothing left to serve
+            return
+        if job is None:
+            return
+        texts, tenant = job
+        reply: tuple[Any, ...]
+        try:
+            found = [
+                [(e.start, e.end, e.entity_type, e.score) for e in entities]
+                for entities in detector.analyze_batch(texts, tenant=tenant)
+            ]
+        except GuardError as exc:
+            reply = ("error", ErrorInfo.of(exc))
+        except Exception as exc:  # noqa: BLE001 - the type only: a message could quote the text
+            reply = ("failed", type(exc).__name__)
+        else:
+            reply = ("ok", found)
+        conn.send(reply)

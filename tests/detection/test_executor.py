@@ -1,0 +1,338 @@
+"""The analysis pool: real worker processes, a real slow text, checks by order, not by clock.
+
+A text "takes longer than the budget" here because it is 900 KB of chat prose: spaCy alone
+needs seconds for it, whatever the recognizers do, while the tight pool's budget is 1 s.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TYPE_CHECKING
+
+import pytest
+
+from guard.detection.executor import (
+    AnalysisCancelledError,
+    AnalysisExecutor,
+    AnalysisStatus,
+    InProcessAnalysis,
+    cancel_when,
+)
+from guard.errors import (
+    AnalysisBudgetError,
+    DetectionFailedError,
+    GuardError,
+    InputTooLargeError,
+    InvalidInputError,
+    ModelNotAvailableError,
+    ServiceBusyError,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+    from pathlib import Path
+
+    from guard.config import Settings
+    from guard.detection.engine import Detector
+    from guard.detection.entities import DetectedEntity
+
+PROSE = (
+    "Hi, this is Ann Smith again about order 5512. The parcel never arrived in Boston and "
+    "nobody called me back yesterday, so please sort out the refund today. "
+)
+#: Seconds of spaCy work at least, under any recognizer: longer than the tight budget.
+SLOW_TEXT = (PROSE * (900_000 // len(PROSE) + 1))[:900_000]
+TEXTS = [
+    "Call Ann Smith at ann.smith@example.org or +1 415 555 0100 before Friday.",
+    "My card is 4111 1111 1111 1111 and I live at 12 Elm Street, Springfield.",
+    "nothing personal here",
+]
+#: A guard against a hang, not a timing assertion: generous on a loaded 2-core machine.
+HANG_GUARD_SECONDS = 180.0
+
+
+def wait_until(condition: Callable[[], bool], what: str) -> None:
+    """Poll ``condition``; fail (instead of hanging) if it never holds."""
+    deadline = time.monotonic() + HANG_GUARD_SECONDS
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"never happened: {what}")
+        time.sleep(0.02)
+
+
+def settled(pool: AnalysisExecutor) -> Callable[[], bool]:
+    """All workers up and idle (replacements loaded)."""
+
+    def check() -> bool:
+        status = pool.status()
+        return status.ready == pool.workers and status.busy == 0 and status.starting == 0
+
+    return check
+
+
+def process_gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+@pytest.fixture(scope="module")
+def tight(settings: Settings) -> Iterator[AnalysisExecutor]:
+    """One worker, no queue, a one-second budget."""
+    pool = AnalysisExecutor(settings, workers=1, queue=0, timeout_seconds=1.0)
+    try:
+        yield pool
+    finally:
+        pool.close()
+
+
+@pytest.fixture
+def threads() -> Iterator[ThreadPoolExecutor]:
+    with ThreadPoolExecutor(max_workers=4) as executor:
+        yield executor
+
+
+def _in_background(
+    threads: ThreadPoolExecutor, run: Callable[[], list[DetectedEntity]]
+) -> Future[list[DetectedEntity]]:
+    return threads.submit(run)
+
+
+# ------------------------------------------------------------------------------ results
+
+
+def test_when_texts_are_analysed_in_a_worker_then_results_equal_the_detectors(
+    analysis: AnalysisExecutor, detector: Detector
+) -> None:
+    expected = list(detector.analyze_batch(TEXTS, tenant="acme"))
+    assert analysis.analyze_batch(TEXTS, tenant="acme") == expected
+    assert analysis.analyze(TEXTS[0], tenant="acme") == expected[0]
+    assert expected[0], "the sample must contain PII for the comparison to mean anything"
+    assert analysis.analyze_batch([], tenant="acme") == []
+
+
+def test_when_analysed_in_process_then_results_equal_the_detectors(detector: Detector) -> None:
+    in_process = InProcessAnalysis(detector)
+    assert in_process.analyze_batch(TEXTS, tenant="acme") == list(
+        detector.analyze_batch(TEXTS, tenant="acme")
+    )
+    status = in_process.status()
+    assert (status.mode, status.ready, status.busy, status.model_loaded) == (
+        "in-process",
+        1,
+        0,
+        True,
+    )
+    gone = threading.Event()
+    gone.set()
+    with cancel_when(gone), pytest.raises(AnalysisCancelledError):
+        in_process.analyze(TEXTS[0])
+
+
+# ------------------------------------------------------------------------------ errors
+
+
+def test_when_the_worker_raises_a_guard_error_then_the_caller_gets_the_same_type_and_message(
+    analysis: AnalysisExecutor, detector: Detector
+) -> None:
+    cases: list[list[object]] = [[12345], ["x" * 1_000_001]]
+    for texts in cases:
+        with pytest.raises(GuardError) as in_process:
+            list(detector.analyze_batch(texts))  # type: ignore[arg-type] # bad input on purpose
+        with pytest.raises(GuardError) as crossed:
+            analysis.analyze_batch(texts)  # type: ignore[arg-type]
+        assert type(crossed.value) is type(in_process.value)
+        assert crossed.value.message == in_process.value.message
+        assert crossed.value.status_code == in_process.value.status_code
+    assert isinstance(crossed.value, InputTooLargeError)
+    with pytest.raises(InvalidInputError, match="text must be a string, not int"):
+        analysis.analyze_batch([12345])  # type: ignore[list-item]
+
+
+def test_when_the_worker_hits_an_unexpected_exception_then_only_its_type_crosses(
+    analysis: AnalysisExecutor,
+) -> None:
+    text = "Ann Smith, ann.smith@example.org"
+    # an unhashable tenant breaks the detector's tenant lookup with a TypeError
+    with pytest.raises(DetectionFailedError) as failed:
+        analysis.analyze(text, tenant=["acme"])  # type: ignore[arg-type]
+    assert "TypeError" in failed.value.message
+    assert "Ann" not in str(failed.value)
+    assert "example.org" not in str(failed.value)
+    assert failed.value.__cause__ is None
+    assert failed.value.__context__ is None
+    # the worker survived its own exception and serves the next request
+    assert analysis.analyze(text, tenant="acme")
+
+
+def test_when_the_model_is_missing_then_the_pool_fails_to_start_with_the_same_error(
+    settings: Settings, tmp_path: Path
+) -> None:
+    missing = settings.model_copy(update={"nlp_model": str(tmp_path / "no-such-model")})
+    with pytest.raises(ModelNotAvailableError):
+        AnalysisExecutor(missing, workers=1)
+
+
+# ------------------------------------------------------------------------------ budget
+
+
+def test_when_the_budget_runs_out_then_the_worker_is_replaced_and_the_next_request_succeeds(
+    tight: AnalysisExecutor,
+) -> None:
+    wait_until(settled(tight), "the tight pool is idle")
+    before = tight.status()
+    with pytest.raises(AnalysisBudgetError) as over:
+        tight.analyze(SLOW_TEXT)
+    assert over.value.status_code == 422
+    assert "Ann" not in over.value.message
+    assert tight.status().over_budget == before.over_budget + 1
+    wait_until(settled(tight), "a replacement worker is ready")
+    after = tight.status()
+    assert after.pids != before.pids
+    assert process_gone(before.pids[0])
+    assert after.worker_restarts == before.worker_restarts + 1
+    assert tight.analyze(TEXTS[0])
+
+
+def test_when_every_worker_is_busy_and_the_queue_is_full_then_a_request_is_refused_at_once(
+    tight: AnalysisExecutor, threads: ThreadPoolExecutor
+) -> None:
+    wait_until(settled(tight), "the tight pool is idle")
+    refused_before = tight.status().refused_busy
+    slow = _in_background(threads, lambda: tight.analyze(SLOW_TEXT))
+    wait_until(lambda: tight.status().busy == 1, "the slow text is being analysed")
+    with pytest.raises(ServiceBusyError) as busy:
+        tight.analyze(TEXTS[0])
+    # refused while the slow one still runs: the refusal did not wait for a worker
+    assert not slow.done()
+    assert busy.value.status_code == 503
+    assert busy.value.retry_after >= 1
+    assert tight.status().refused_busy == refused_before + 1
+    with pytest.raises(AnalysisBudgetError):
+        slow.result()
+    wait_until(settled(tight), "a replacement worker is ready")
+
+
+# ------------------------------------------------------------------------------ deaths
+
+
+def test_when_a_busy_worker_is_killed_from_outside_then_only_its_request_fails(
+    analysis: AnalysisExecutor, threads: ThreadPoolExecutor
+) -> None:
+    wait_until(settled(analysis), "the shared pool is idle")
+    before = analysis.status()
+    slow = _in_background(threads, lambda: analysis.analyze(SLOW_TEXT))
+    wait_until(lambda: len(analysis.status().busy_pids) == 1, "the slow text is being analysed")
+    victim = analysis.status().busy_pids[0]
+    os.kill(victim, signal.SIGKILL)
+    with pytest.raises(ServiceBusyError) as died:
+        slow.result()
+    assert died.value.retry_after >= 1
+    # the other worker serves at once, without waiting for the replacement to load
+    assert analysis.analyze(TEXTS[0], tenant="acme")
+    wait_until(settled(analysis), "a replacement worker is ready")
+    after = analysis.status()
+    assert victim not in after.pids
+    assert after.worker_deaths == before.worker_deaths + 1
+    assert after.worker_restarts == before.worker_restarts + 1
+    assert analysis.analyze_batch(TEXTS, tenant="acme")
+
+
+def test_when_an_idle_worker_is_killed_from_outside_then_it_is_replaced(
+    analysis: AnalysisExecutor,
+) -> None:
+    wait_until(settled(analysis), "the shared pool is idle")
+    before = analysis.status()
+    victim = before.pids[0]
+    os.kill(victim, signal.SIGKILL)
+    wait_until(lambda: process_gone(victim) or victim not in analysis.status().pids, "reaped")
+    for _ in range(4):  # every worker takes a turn: none of them is the dead one
+        assert analysis.analyze(TEXTS[0], tenant="acme")
+    wait_until(settled(analysis), "a replacement worker is ready")
+    after = analysis.status()
+    assert victim not in after.pids
+    assert after.worker_deaths == before.worker_deaths + 1
+
+
+# ------------------------------------------------------------------------------ cancellation
+
+
+def _cancellable(
+    pool: AnalysisExecutor, text: str, event: threading.Event
+) -> Callable[[], list[DetectedEntity]]:
+    def run() -> list[DetectedEntity]:
+        with cancel_when(event):
+            return pool.analyze(text)
+
+    return run
+
+
+def test_when_the_client_goes_away_during_analysis_then_the_worker_is_stopped(
+    analysis: AnalysisExecutor, threads: ThreadPoolExecutor
+) -> None:
+    wait_until(settled(analysis), "the shared pool is idle")
+    before = analysis.status()
+    gone = threading.Event()
+    slow = _in_background(threads, _cancellable(analysis, SLOW_TEXT, gone))
+    wait_until(lambda: len(analysis.status().busy_pids) == 1, "the slow text is being analysed")
+    victim = analysis.status().busy_pids[0]
+    gone.set()
+    with pytest.raises(AnalysisCancelledError) as cancelled:
+        slow.result()
+    assert cancelled.value.type_slug == "client-closed-request"
+    wait_until(lambda: process_gone(victim), "the cancelled worker has ended")
+    wait_until(settled(analysis), "a replacement worker is ready")
+    after = analysis.status()
+    assert after.cancelled == before.cancelled + 1
+    assert after.over_budget == before.over_budget
+    assert victim not in after.pids
+
+
+def test_when_the_client_goes_away_while_queued_then_the_job_is_dropped(
+    analysis: AnalysisExecutor, threads: ThreadPoolExecutor
+) -> None:
+    wait_until(settled(analysis), "the shared pool is idle")
+    before = analysis.status()
+    holders = [threading.Event() for _ in range(analysis.workers)]
+    running = [
+        _in_background(threads, _cancellable(analysis, SLOW_TEXT, event)) for event in holders
+    ]
+    wait_until(lambda: analysis.status().busy == analysis.workers, "every worker is busy")
+    busy_pids = analysis.status().busy_pids
+    gone = threading.Event()
+    queued = _in_background(threads, _cancellable(analysis, TEXTS[0], gone))
+    wait_until(lambda: analysis.status().queued == 1, "the request waits for a worker")
+    gone.set()
+    with pytest.raises(AnalysisCancelledError):
+        queued.result()
+    status = analysis.status()
+    # dropped from the queue: no worker was stopped for it, both still run their texts
+    assert status.queued == 0
+    assert status.busy_pids == busy_pids
+    assert status.cancelled == before.cancelled + 1
+    for event in holders:
+        event.set()
+    for future in running:
+        with pytest.raises(AnalysisCancelledError):
+            future.result()
+    wait_until(settled(analysis), "replacement workers are ready")
+
+
+def test_status_reports_the_pool(analysis: AnalysisExecutor) -> None:
+    wait_until(settled(analysis), "the shared pool is idle")
+    status = analysis.status()
+    assert isinstance(status, AnalysisStatus)
+    assert (status.mode, status.workers, status.ready, status.model_loaded) == (
+        "processes",
+        2,
+        2,
+        True,
+    )
+    assert len(status.pids) == 2
+    assert all(pid != os.getpid() for pid in status.pids)
