@@ -143,7 +143,9 @@ class AuditMiddleware:
         """Whether the matched route declares no permission (health, metrics, docs)."""
         route = scope.get("route")
         if route is None:
-            return False
+            # Starlette's own routes and mounts (guard's /docs page and its static assets) set
+            # only the endpoint they matched; FastAPI's API routes always set the route
+            return scope.get("endpoint") is not None
         known = self._public.get(id(route))
         if known is None:
             if isinstance(route, Mount):

@@ -465,3 +465,16 @@ def test_when_a_client_goes_away_then_its_request_is_still_audited(
         time.sleep(0.05)
     assert len(events) == 1, events
     assert events[0]["outcome"] in {"failure", "error"}
+
+
+def test_when_the_docs_and_health_are_read_then_no_event_is_written(api: Api) -> None:
+    for path in ("/docs", "/docs/swagger-init.js", "/docs/assets/swagger-ui.css", "/openapi.json"):
+        assert api.client.get(path).status_code == 200, path
+    assert api.client.head("/docs/assets/swagger-ui.css").status_code == 200
+    for path in ("/healthz", "/readyz", "/metrics"):
+        assert api.client.get(path).status_code == 200, path
+    assert all_events(api) == []
+    # an unknown path next to them is still audited
+    assert api.client.get("/docs-nothing-here").status_code == 404
+    (event,) = all_events(api)
+    assert event["resource"] == "unmatched"
