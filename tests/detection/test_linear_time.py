@@ -91,6 +91,10 @@ FAMILIES: dict[str, Callable[[int], str]] = {
     "name list": lambda n: _repeat("Ann, ", n),
     "quotes": lambda n: _repeat("'a.", n),
     "mixed": _mixed,
+    # each finding once searched its whole line back to its start (quadratic on one line)
+    "street list": lambda n: _repeat("1 Main St ", n),
+    "address lines": lambda n: _repeat("1 Main St\n", n),
+    "numbers on one line": lambda n: _repeat("1 ", n, prefix="\n"),
 }
 
 

@@ -13,9 +13,15 @@ from presidio_analyzer.predefined_recognizers import EmailRecognizer, UrlRecogni
 
 from guard.detection.custom import UserPatternRecognizer
 from guard.detection.engine import Detector, guard_recognizers
+from guard.detection.recognizers import address, names, places
 from guard.detection.recognizers.address import introduced_address_values
 from guard.detection.recognizers.base import FailClosedPatternRecognizer, GuardRecognizer
-from guard.detection.recognizers.presidio import GuardUrlRecognizer, email_spans
+from guard.detection.recognizers.presidio import (
+    LICENSE_HINT,
+    GuardUrlRecognizer,
+    GuardUsLicenseRecognizer,
+    email_spans,
+)
 from guard.errors import DetectionFailedError
 
 
@@ -238,6 +244,67 @@ def test_when_a_precheck_skips_a_text_then_the_recognizer_finds_nothing_in_it(te
             continue
         if not recognizer.precheck(text):
             assert list(recognizer.find(text)) == [], recognizer.name
+
+
+#: Keywords of the gated patterns in odd cases and spellings (dotless i, long s, capital dotted
+#: I, Kelvin sign: letters a case-insensitive regex matches to ASCII), and what goes around them.
+_GATE_PIECES = [
+    "1", "12", "4b", "\t", "\n", ",", ".", "-", ":", "#", '"', "“", "Street", "ST", "St.",
+    "Ave", "Way", "via", "Rue", "Av.", "ul.", "Allée", "strasse", "STRAßE", "Str.", "Hauptstr.",
+    "weg", "TİE",
+    "vej", "Gata", "PO", "Box", "Suite", "apt", "Fl", "corner of", "and", "address", "is",
+    "lives at", "ship it to", "I'm", "we are", "in", "born", "Mr", "Dr.", "MİSS", "name",
+    "call me", "Hi", "ok", "Thanks", "Ann", "Smith", "Oslo", "\u017ftreet", "\u0131s",
+    "\u212aatu", "AB", "A1234", "123456",
+]  # fmt: skip
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.lists(st.sampled_from(_GATE_PIECES), max_size=12).map(" ".join))
+def test_when_a_pattern_gate_is_closed_then_the_pattern_matches_nothing(text: str) -> None:
+    for gates in (address.PATTERN_GATES, names.PATTERN_GATES):
+        for pattern, gate in gates.items():
+            if not gate(text):
+                assert pattern.search(text) is None, pattern.pattern[:60]
+    if not LICENSE_HINT(text):
+        assert GuardUsLicenseRecognizer().analyze(text, ["US_DRIVER_LICENSE"]) == []
+
+
+_COUNTRY_PIECES = [
+    "United", "States", "of", "America", "Kingdom", "Guinea", "Bissau", "Equatorial", "chad",
+    "Chad", "CHAD", "x", "Côte", "d'Ivoire", "CÔTE", "\u0130ndia", "\u0131ndia", "India", "Korea",
+    "South", "North", "Sri", "Lanka", "Timor", "Leste", "Isle", "Man", "1", "Ann",
+    " ", "  ", ",", ".", "-", "'", "\u2019", "\n",
+]  # fmt: skip
+
+
+def _countries_token_by_token(text: str) -> list[tuple[int, int, float]]:
+    """Country names read from the list of every token: the plain reading the scan must match."""
+    tokens = list(places._TOKEN.finditer(text))
+    found = []
+    index = 0
+    while index < len(tokens):
+        step = 1
+        for words, name in places._COUNTRY_INDEX.get(tokens[index].group().lower(), ()):
+            window = tokens[index : index + len(words)]
+            if [t.group().lower() for t in window] != list(words):
+                continue
+            start = tokens[index].start()
+            if name.lower() not in places._AMBIGUOUS or text[start].isupper():
+                found.append((start, window[-1].end(), places.CountryRecognizer.SCORE))
+                step = len(words)
+            break
+        index += step
+    return found
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.sampled_from(_COUNTRY_PIECES), max_size=16).map("".join))
+def test_when_countries_are_found_by_a_scan_then_they_are_those_a_token_reading_finds(
+    text: str,
+) -> None:
+    expected = address.place_spans(text) + _countries_token_by_token(text)
+    assert list(places.CountryRecognizer().find(text)) == expected
 
 
 #: The introduced-address regex guard used before its linear scan (cubic on long clauses,

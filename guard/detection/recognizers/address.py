@@ -12,15 +12,27 @@ clause. Postal codes need a state, a street before them, or a context word.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any
+from array import array
+from bisect import bisect_left
+from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import regex
 from spacy.lang.en.stop_words import STOP_WORDS
 
-from guard.detection.recognizers.base import Finding, GuardRecognizer, digit_count_at_least
+from guard.detection.recognizers.base import (
+    Finding,
+    GuardRecognizer,
+    alternation,
+    contains_any,
+    digit_count_at_least,
+    has_upper,
+    prefix_tree,
+    searches_folded,
+)
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator
+    from collections.abc import Callable, Iterable, Iterator
 
 _STREET_TYPES = (
     r"street|st|avenue|ave|av|road|rd|drive|dr|lane|ln|boulevard|blvd|way|court|ct|place|pl|"
@@ -33,30 +45,7 @@ _STREET_TYPES = (
 )
 
 
-def _prefix_tree(words: list[str]) -> str:
-    """An alternation of ``words`` factored by common prefixes ("st(?:r(?:eet)?)?"...).
-
-    The same words match; the engine tests a handful of first letters at each position
-    instead of every word, which makes the street-type pattern several times faster.
-    """
-    tree: dict[str, dict[str, Any]] = {}
-    for word in words:
-        node = tree
-        for char in word:
-            node = node.setdefault(char, {})
-        node[""] = {}
-
-    def emit(node: dict[str, Any]) -> str:
-        branches = [re.escape(char) + emit(child) for char, child in sorted(node.items()) if char]
-        if not branches:
-            return ""
-        group = "(?:" + "|".join(branches) + ")"
-        return group + "?" if "" in node else group
-
-    return emit(tree)
-
-
-_STREET_TYPE_TREE = _prefix_tree(_STREET_TYPES.split("|"))
+_STREET_TYPE_TREE = prefix_tree(_STREET_TYPES.split("|"))
 _WORD = r"[A-Za-zÀ-ÖØ-öø-ÿ0-9][\w'’.\-]*"
 _HOUSE = r"\d{1,6}[A-Za-z]?(?:[-/]\d{1,5}[A-Za-z]?)?"
 _UNIT = (
@@ -79,20 +68,29 @@ _STREET_TYPE_LAST = re.compile(
          (?:{_WORD}\s+){{0,4}}?{_STREET_TYPE_TREE}\b\.?(?!\w){_CITY_TAIL}""",
     re.VERBOSE | re.IGNORECASE,
 )
+#: Street types written before the name (the "." of "av." and "ul." is added in the pattern).
+_LEADING_TYPES = (
+    "via viale vicolo corso piazza largo rua avenida av calle camino camiño carrer paseo plaza "
+    "rue boulevard chemin allée place trg ulica ul aleja utca"
+).split()
+_LEADING_TYPE = "|".join(w + r"\." if w in {"av", "ul"} else w for w in _LEADING_TYPES)
 _STREET_TYPE_FIRST = re.compile(
-    rf"""\b(?:{_HOUSE}\s+)?(?:via|viale|vicolo|corso|piazza|largo|rua|avenida|av\.|calle|camino|
-         camiño|carrer|paseo|plaza|rue|boulevard|chemin|allée|place|trg|ulica|ul\.|aleja|utca)\s+
+    rf"""\b(?:{_HOUSE}\s+)?(?:{_LEADING_TYPE})\s+
          (?:{_WORD}\s+){{0,5}}?\d{{1,5}}[A-Za-z]?\b""",
     re.VERBOSE | re.IGNORECASE,
 )
 #: A match starts where a word starts, not after a hyphen inside one, and its words are bounded
 #: (``{0,40}``): before, every hyphen of a long run ("a-a-a-...") started a scan to the run's
 #: end, quadratic in its length.
+#: Endings of compound street names (the "." of "str." is added in the pattern).
+_STREET_ENDINGS = (
+    "strasse straße str gasse weg laan straat plein gata gatan gade vej vägen veien väg vei tie "
+    "katu utca út steenweg dreef kade gracht allee ring damm platz torget stræde stræti braut vegur"
+).split()
+_STREET_ENDING = "|".join(w + r"\." if w == "str" else w for w in _STREET_ENDINGS)
 _COMPOUND_STREET = re.compile(
     rf"""(?<![\w'’\-])(?:{_HOUSE}\s+)?(?:[A-ZÀ-Þ][\w'’\-]{{0,40}}\s+)?[A-Za-zÀ-ÿ][\w'’\-]{{0,40}}?
-         (?:strasse|straße|str\.|gasse|weg|laan|straat|plein|gata|gatan|gade|vej|vägen|veien|
-         väg|vei|tie|katu|utca|út|steenweg|dreef|kade|gracht|allee|ring|damm|platz|torget|
-         stræde|stræti|braut|vegur)
+         (?:{_STREET_ENDING})
          \s+\d{{1,5}}[A-Za-z]?\b""",
     re.VERBOSE | re.IGNORECASE,
 )
@@ -230,8 +228,9 @@ class StreetAddressRecognizer(GuardRecognizer):
         base.extend(_line_blocks(text))
         base.extend(_comma_addresses(text))
         yield from base
+        breaks = _LineBreaks(text) if base else None
         for start, end, _ in base:
-            block = _extend_block(text, start, end)
+            block = _extend_block(text, start, end, breaks)
             if block != (start, end):
                 yield block[0], block[1], self.BLOCK_SCORE
 
@@ -244,6 +243,55 @@ _POSTAL_END = re.compile(rf"(?:\b{_POSTAL}|\b\d{{4,6}})\s*[.,]?\s*$")
 _DIGIT_START = re.compile(r"^\d{1,6}\b")
 
 
+#: For each pattern, keywords one of which every match holds (tests/detection: a property
+#: test checks it). A pattern whose keywords are all absent is not run: on hostile text
+#: ("1 1 1 ...") each of them tries a match at every digit, and together they took seconds.
+_UNIT_WORDS = (
+    "suite", "ste", "apt", "apartment", "unit", "flat", "room", "rm", "floor", "fl", "bldg",
+    "building", "lot", "#",
+)  # fmt: skip
+PATTERN_GATES: dict[re.Pattern[str], Callable[[str], bool]] = {
+    _STREET_TYPE_LAST: searches_folded(rf"\s{_STREET_TYPE_TREE}"),
+    _STREET_TYPE_FIRST: searches_folded(alternation(_LEADING_TYPES) + r"\.?\s"),
+    _COMPOUND_STREET: searches_folded(alternation(_STREET_ENDINGS) + r"\.?\s+\d"),
+    _PO_BOX: contains_any("box", "po"),
+    _UNIT_ALONE: contains_any(*_UNIT_WORDS),
+    _CORNER: contains_any("corner"),
+    _LABELED_LINE: contains_any(":"),
+    _LOCATED_PLACE: contains_any(
+        "'m",
+        "am",
+        "'re",
+        "are",
+        "liv",
+        "grew",
+        "born",
+        "raised",
+        "moved",
+        "relocated",
+        "based",
+        "located",
+        "staying",
+        "reside",
+        "travel",
+        "trip",
+        "arrived",
+        "year",
+        "home",
+        "city",
+        "town",
+    ),
+    _ADDRESS_INTRO: contains_any(
+        "address", "liv", "located", "moved", "ship", "send", "deliver", "mail", "reside"
+    ),
+}
+
+
+def _gate_open(pattern: re.Pattern[str], text: str) -> bool:
+    gate = PATTERN_GATES.get(pattern)
+    return gate is None or gate(text)
+
+
 def _pattern_spans(text: str) -> list[Finding]:
     """Spans of the street, unit, PO box, corner, labelled-line and introduced patterns."""
     base: list[Finding] = []
@@ -254,6 +302,8 @@ def _pattern_spans(text: str) -> list[Finding]:
         (_PO_BOX, 0.7),
         (_UNIT_ALONE, 0.5),
     ):
+        if not _gate_open(pattern, text):
+            continue
         for match in pattern.finditer(text):
             start, end = _strip_span(text, *match.span())
             if end > start:
@@ -263,10 +313,21 @@ def _pattern_spans(text: str) -> list[Finding]:
         (_LABELED_LINE, "value", 0.7),
         (_NUMBER_WORDS_NUMBER, "value", 0.6),
     ):
+        if not _gate_open(pattern, text):
+            continue
         for match in pattern.finditer(text):
             start, end = _strip_span(text, *match.span(group))
             if end - start >= 4:  # noqa: PLR2004
                 base.append((start, end, score))
+    base.extend(_introduced_spans(text))
+    return base
+
+
+def _introduced_spans(text: str) -> list[Finding]:
+    """Introduced addresses ("ship it to ..."), less fillers and IPs, emails, URLs."""
+    found: list[Finding] = []
+    if not _gate_open(_ADDRESS_INTRO, text):
+        return found
     for value_start, value_end in introduced_address_values(text):
         start, end = _strip_span(text, value_start, value_end)
         lead = _LEADING_FILLER.match(text, start, end)
@@ -274,14 +335,16 @@ def _pattern_spans(text: str) -> list[Finding]:
             start = lead.end()
         end = _trim_trailing_filler(text, start, end)
         if end - start >= 4 and not _NOT_POSTAL.search(text, start, end):  # noqa: PLR2004
-            base.append((start, end, 0.55))
-    return base
+            found.append((start, end, 0.55))
+    return found
 
 
 def place_spans(text: str) -> list[Finding]:
     """Places named after "I live in", "grew up in", "moved here from"."""
-    found = []
-    lower_text = not any(ch.isupper() for ch in text)
+    found: list[Finding] = []
+    if not _gate_open(_LOCATED_PLACE, text):
+        return found
+    lower_text = not has_upper(text)
     for match in _LOCATED_PLACE.finditer(text):
         start = match.start("value")
         end = start
@@ -347,15 +410,29 @@ _NUMBER_START = re.compile(r"(?:^|(?<=\s))\d{1,6}[A-Za-z]?\s")
 
 
 def _street_line_start(content: str) -> int | None:
-    """Where a street begins on a line ("... send it to 37 Thingvallastraeti 36"), if it does."""
-    for match in _NUMBER_START.finditer(content):
+    """Where a street begins on a line ("... send it to 37 Thingvallastraeti 36"), if it does.
+
+    Only numbers close enough to the line's end can start an address line (at most
+    ``_MAX_LINE`` characters); the rest of a long line is not copied for each number on it
+    ("1 1 1 ..." on one line made this quadratic).
+    """
+    close = len(content.rstrip(_LINE_MARKERS + ",")) - _MAX_LINE
+    for match in _NUMBER_START.finditer(content, max(0, close)):
         if _address_line(content[match.start() :]):
             return match.start()
     return None
 
 
 def _block_end(line: str) -> int | None:
-    """Where a postcode or a country closes an address block on this line, if one does."""
+    """Where a postcode or a country closes an address block on this line, if one does.
+
+    Cached for short lines: each line is read as the possible last line of the four street
+    lines above it, and a list of addresses repeats its cities and countries.
+    """
+    return _block_closing(line) if len(line) > _CACHED_LINE else _cached_block_closing(line)
+
+
+def _block_closing(line: str) -> int | None:
     from guard.detection.recognizers.places import COUNTRY  # noqa: PLC0415 - no cycle
 
     ends = [m.end() for m in _POSTAL_IN_LINE.finditer(line) if m.start() > 0]
@@ -363,6 +440,9 @@ def _block_end(line: str) -> int | None:
     if _POSTAL_END.search(line):
         ends.append(len(line))
     return max(ends) if ends else None
+
+
+_cached_block_closing = lru_cache(maxsize=1024)(_block_closing)
 
 
 def _comma_addresses(text: str) -> list[Finding]:
@@ -405,27 +485,91 @@ _TAIL_TOKEN = regex.compile(
 _LOWER_TAIL_TOKEN = regex.compile(r"(?:,?[ \t]+|,)\p{Ll}[\p{Ll}'’.\-]*")
 _HOUSE_BEFORE = re.compile(r"(?:^|(?<=\s))\d{1,5}[A-Za-z]?(?:[ \t]+[\w'’.\-]+){1,4}[ \t]+$")
 _MAX_BLOCK_LINES = 4
+#: The longest line that continues an address block.
+_MAX_LINE = 60
+_NOT_IN_ADDRESS_LINE = frozenset("@:?!")
+#: Lines up to this long are cached by the line checks (longer ones are not address lines).
+_CACHED_LINE = 4 * _MAX_LINE
 
 
 def _address_line(line: str) -> bool:
-    """A short line that can continue an address block: city, region, country and code."""
+    """A short line that can continue an address block: city, region, country and code.
+
+    Cached for short lines: each line of a text is asked about up to ten times (as a street
+    line, as the continuation of the four lines above it), and a list of addresses repeats its
+    lines. Long lines are never kept by the cache (it would hold whole texts).
+    """
+    if len(line) > _CACHED_LINE:
+        return _is_address_line(line)
+    return _cached_address_line(line)
+
+
+def _is_address_line(line: str) -> bool:
     content = line.strip(_LINE_MARKERS + ",")
-    if not content or len(content) > 60 or any(ch in content for ch in "@:?!"):  # noqa: PLR2004
+    if not content or len(content) > _MAX_LINE or not _NOT_IN_ADDRESS_LINE.isdisjoint(content):
         return False
-    if sum(ch.isdigit() for ch in content) > 6 or len(content.split()) > 6:  # noqa: PLR2004
+    # map keeps the per-character tests in C: a list of addresses calls this for every line
+    if sum(map(str.isdigit, content)) > 6 or len(content.split()) > 6:  # noqa: PLR2004
         return False
-    return any(ch.isalnum() for ch in content)
+    return any(map(str.isalnum, content))
 
 
-def _extend_block(text: str, start: int, end: int) -> tuple[int, int]:
+_cached_address_line = lru_cache(maxsize=4096)(_is_address_line)
+
+
+class _LineBreaks:
+    """The positions of a text's line breaks, found once for all the findings in it.
+
+    Each finding looks up its line here: searching back for the line break from each of
+    100,000 findings on one long line read the line 100,000 times.
+    """
+
+    def __init__(self, text: str) -> None:
+        self.breaks = array("q", (m.start() for m in _NEWLINE.finditer(text)))
+
+    def line_start(self, position: int) -> int:
+        """Where the line holding ``position`` starts (0, or just after a line break)."""
+        index = bisect_left(self.breaks, position)
+        return self.breaks[index - 1] + 1 if index else 0
+
+
+_NEWLINE = re.compile("\n")
+#: Line markers right before a position, read backwards.
+_MARKERS_BEFORE = regex.compile(r"(?r)[ \t>?*•|\-]*+")
+#: The house number and up to four words before a street span are at most five runs of
+#: non-blanks, each followed by blanks; read backwards from the span, they bound the search.
+_TOKENS_BEFORE = regex.compile(r"(?r)(?:[^ \t\n]++[ \t]++){1,5}+")
+_HOUSE_START = re.compile(r"(?:^|(?<=\s))\d")
+
+
+def _house_before(text: str, line_start: int, start: int) -> int | None:
+    """Where ``_HOUSE_BEFORE`` (searched in ``text[line_start:start]``) first matches.
+
+    Its match ends at ``start`` and holds at most five blank-separated tokens, so it begins
+    within the last five before ``start``: only those are tried, where searching the line from
+    its start read the whole line for each finding on it.
+    """
+    tokens = _TOKENS_BEFORE.match(text, line_start, start)
+    if tokens is None:
+        return None
+    for candidate in _HOUSE_START.finditer(text, tokens.start(), start):
+        if _HOUSE_BEFORE.match(text, candidate.start(), start) is not None:
+            return candidate.start()
+    return None
+
+
+def _extend_block(
+    text: str, start: int, end: int, breaks: _LineBreaks | None = None
+) -> tuple[int, int]:
     """Grow an address span over its house number, the rest of its line and following lines."""
-    line_start = text.rfind("\n", 0, start) + 1
-    before = _HOUSE_BEFORE.search(text, line_start, start)
-    if before is not None:
-        start = before.start()
+    line_start = (breaks or _LineBreaks(text)).line_start(start)
+    house = _house_before(text, line_start, start)
+    if house is not None:
+        start = house
     end = _following_lines(text, _same_line_tail(text, end))
     # the line before, when the span starts a line and that line looks like a street line
-    if not text[line_start:start].strip(_LINE_MARKERS) and line_start > 0:
+    markers = _MARKERS_BEFORE.match(text, line_start, start)
+    if markers is not None and markers.start() == line_start and line_start > 0:
         previous_start = text.rfind("\n", 0, line_start - 1) + 1
         previous = text[previous_start : line_start - 1]
         content = previous.lstrip(_LINE_MARKERS)
@@ -437,7 +581,7 @@ def _extend_block(text: str, start: int, end: int) -> tuple[int, int]:
 def _same_line_tail(text: str, end: int) -> int:
     """Units, capitalised place names, particles, state and postal codes after a street."""
     position = end
-    lower_text = not any(ch.isupper() for ch in text)
+    lower_text = not has_upper(text)
     for _ in range(10):
         match = _TAIL_TOKEN.match(text, position)
         if match is None and lower_text:
@@ -450,9 +594,15 @@ def _same_line_tail(text: str, end: int) -> int:
     return position
 
 
+#: Blanks and commas to the end of the line.
+_BLANK_TO_LINE_END = re.compile(r"[ \t,]*\n")
+
+
 def _following_lines(text: str, end: int) -> int:
     """Short address-like lines after the one the span ends, while it ends that line."""
-    line_end = text.find("\n", end)
+    # the rest of the line must be blank; read only as far as that holds
+    blank = _BLANK_TO_LINE_END.match(text, end)
+    line_end = blank.end() - 1 if blank is not None else -1
     lines = 0
     while line_end != -1 and not text[end:line_end].strip(" \t,") and lines < _MAX_BLOCK_LINES:
         next_end = text.find("\n", line_end + 1)

@@ -10,13 +10,13 @@ surname-shaped word is a name in any case. Names that are also common words ("Bi
 from __future__ import annotations
 
 import re
-from functools import cache
+from functools import cache, lru_cache
 from importlib import resources
 from typing import TYPE_CHECKING
 
 from spacy.lang.en.stop_words import STOP_WORDS
 
-from guard.detection.recognizers.base import Finding, GuardRecognizer
+from guard.detection.recognizers.base import Finding, GuardRecognizer, has_upper
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -63,8 +63,10 @@ def first_names() -> frozenset[str]:
     return frozenset(n for n in found if len(n) > 2 and n not in STOP_WORDS) - COMMON_WORD_NAMES  # noqa: PLR2004
 
 
+@lru_cache(maxsize=4096)
 def _surname_like(word: str, first_is_title: bool) -> bool:
-    bare = re.split(r"['’]", word)[0]
+    # cached: a name list repeats its words ("Ann Ann Ann ...": three checks per word)
+    bare = word.partition("'")[0].partition("’")[0]
     if len(bare) < 2 or bare.lower() in _NOT_SURNAMES:  # noqa: PLR2004
         return False
     if first_is_title:
@@ -94,7 +96,7 @@ class FirstNameRecognizer(GuardRecognizer):
         first names ("Rasmus, Jeremy, Saidali and Sara") every item is taken for a name.
         """
         yield from self._name_lists(text)
-        all_lower = not any(ch.isupper() for ch in text)
+        all_lower = not has_upper(text)
         # words are read as a stream, never held in a list: a list of every word of a long
         # text grew slower than the text (memory), and only the words after a name matter
         for match in _WORD.finditer(text):
@@ -111,16 +113,21 @@ class FirstNameRecognizer(GuardRecognizer):
                 yield match.start(), _possessive_end(text, match), self.SINGLE_SCORE
 
     def _name_lists(self, text: str) -> Iterable[Finding]:
+        # two passes over each list, holding no list of its words: one list can be the whole
+        # text ("Ann, Ann, ..."), and a match object per word of it weighed on memory
         for match in _LIST.finditer(text):
-            items = [i for i in _WORD.finditer(match.group()) if i.group().lower() != "and"]
-            known = sum(1 for item in items if item.group().lower() in self.names)
-            if known < 2 or known * 2 < len(items):  # noqa: PLR2004 - half names: a list of names
+            start, end = match.span()
+            items = known = 0
+            for item in _WORD.finditer(text, start, end):
+                lowered = item.group().lower()
+                if lowered != "and":
+                    items += 1
+                    known += lowered in self.names
+            if known < 2 or known * 2 < items:  # noqa: PLR2004 - half names: a list of names
                 continue
-            for item in items:
-                word = item.group()
-                if word.lower() in _NOT_SURNAMES:
-                    continue
-                yield match.start() + item.start(), match.start() + item.end(), self.LIST_SCORE
+            for item in _WORD.finditer(text, start, end):
+                if item.group().lower() not in _NOT_SURNAMES:  # "and" is one of them
+                    yield item.start(), item.end(), self.LIST_SCORE
 
     @staticmethod
     def _surname_end(text: str, first: re.Match[str], titled: bool) -> int | None:
@@ -130,17 +137,16 @@ class FirstNameRecognizer(GuardRecognizer):
             follower = _next_word(text, position)
             if follower is None:
                 break
-            lowered = follower.group().lower()
-            if lowered in _PARTICLES and end is None:
+            word = follower.group()
+            if end is None and word.lower() in _PARTICLES:
                 position = follower.end()
                 continue
-            if not _surname_like(follower.group(), titled):
+            if not _surname_like(word, titled):
                 break
-            end = follower.end()
-            if follower.group().endswith(("'s", "’s")):
+            position = end = follower.end()
+            if word.endswith(("'s", "’s")):
                 end -= 2
                 break
-            position = follower.end()
             if not titled:
                 break
         return end
@@ -155,10 +161,9 @@ _LIST = re.compile(rf"\b{_ITEM}(?:,[ \t]+{_ITEM}){{2,}}(?:,?[ \t]+and[ \t]+{_ITE
 
 def _next_word(text: str, position: int) -> re.Match[str] | None:
     """The word one or two spaces after ``position``, if that is what follows it."""
-    if text[position : position + 1] != " ":
+    if not text.startswith(" ", position):
         return None
-    gap = 2 if text[position + 1 : position + 2] == " " else 1
-    return _WORD.match(text, position + gap)
+    return _WORD.match(text, position + 2 if text.startswith("  ", position) else position + 1)
 
 
 def _possessive_end(text: str, match: re.Match[str]) -> int:

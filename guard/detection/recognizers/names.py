@@ -12,10 +12,16 @@ from typing import TYPE_CHECKING
 
 from spacy.lang.en.stop_words import STOP_WORDS
 
-from guard.detection.recognizers.base import Finding, GuardRecognizer
+from guard.detection.recognizers.base import (
+    Finding,
+    GuardRecognizer,
+    all_of,
+    contains_any,
+    has_upper,
+)
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Callable, Iterable
 
 #: Capitalised words that follow "Hi" or "Thanks" without being names.
 _NOT_NAMES = frozenset(STOP_WORDS) | frozenset(
@@ -74,6 +80,21 @@ _ROLES = frozenset(
 )
 
 
+_GREETINGS = (
+    "hi", "hello", "hey", "dear", "thank", "thx", "ty", "bye", "morning", "evening", "afternoon",
+    "welcome", "sorry", "great", "okay", "ok", "sure", "cheers", "regards", "sincerely", "best",
+)  # fmt: skip
+#: For each pattern, keywords one of which every match holds (a property test checks it); a
+#: pattern whose keywords are all absent is not run (on hostile text each one tries a match at
+#: every word boundary).
+PATTERN_GATES: dict[re.Pattern[str], Callable[[str], bool]] = {
+    _TITLED: contains_any("mr", "ms", "miss", "mx", "dr", "prof", "sir", "madam", "mister"),
+    _INTRODUCED: contains_any("name", "call", "under", "holder"),
+    _ADDRESSED: contains_any(*_GREETINGS),
+    _SPEAKER: all_of(contains_any(":"), contains_any('"', "“")),
+}
+
+
 def _trim_name(text: str, start: int, end: int) -> tuple[int, int] | None:
     """Cut trailing words that are not names ("John and" -> "John"); None if nothing is left."""
     words = list(re.finditer(r"\S+", text[start:end]))
@@ -101,8 +122,9 @@ class ChatNameRecognizer(GuardRecognizer):
 
     def find(self, text: str) -> Iterable[Finding]:
         """Names after introducing phrases, greetings and titles."""
-        lower_text = not any(ch.isupper() for ch in text)
-        for match in _TITLED.finditer(text):
+        lower_text = not has_upper(text)
+        titled = _TITLED.finditer(text) if PATTERN_GATES[_TITLED](text) else ()
+        for match in titled:
             start, end = match.span("name")
             if not text[start].isupper() and not lower_text:
                 continue
@@ -116,6 +138,9 @@ class ChatNameRecognizer(GuardRecognizer):
             (_WHOLE_MESSAGE, self.WHOLE_MESSAGE_SCORE, True),
             (_SPEAKER, self.ADDRESSED_SCORE, True),
         ):
+            gate = PATTERN_GATES.get(pattern)
+            if gate is not None and not gate(text):
+                continue
             for match in pattern.finditer(text):
                 start, end = match.span("name")
                 if case_sensitive_name and not text[start].isupper():

@@ -45,8 +45,11 @@ from presidio_analyzer.predefined_recognizers import (
 
 from guard.detection.recognizers.base import (
     FailClosedPatternRecognizer,
+    Readings,
+    all_of,
     contains_any,
     digit_count_at_least,
+    searches,
 )
 
 if TYPE_CHECKING:
@@ -96,23 +99,27 @@ class _LinearScanRecognizer(EntityRecognizer):
 _LOCAL_CHARS = r"!#$%&'*+\-/=?^_`{|}~\w"
 _LOCAL_RUN_BACKWARDS = regex.compile(rf"(?r)[{_LOCAL_CHARS}.]++")
 _LOCAL_START = regex.compile(rf"\b[{_LOCAL_CHARS}]")
-_LOCAL_END = regex.compile(rf"[{_LOCAL_CHARS}]")
 _EMAIL_DOMAIN = regex.compile(r"\w++(?:-++\w++)*+(?:\.\w++(?:-++\w++)*+)++")
+
+
+#: An "@" right after a character a local part can end with: only these can start a match
+#: ("@@@@..." is a million "@"s and no candidate).
+_AT_AFTER_LOCAL = regex.compile(rf"@(?<=[{_LOCAL_CHARS}]@)")
 
 
 def email_spans(text: str) -> Iterator[tuple[int, int]]:
     """Spans Presidio's email regex matches in ``text``, found in linear time."""
     resume = 0
-    at = text.find("@")
-    while at != -1:
-        if at > resume and _LOCAL_END.match(text, at - 1):
-            run = _LOCAL_RUN_BACKWARDS.search(text, resume, at)
-            start = _LOCAL_START.search(text, run.start(), at) if run is not None else None
-            domain = _EMAIL_DOMAIN.match(text, at + 1) if start is not None else None
-            if start is not None and domain is not None:
-                yield start.start(), domain.end()
-                resume = domain.end()
-        at = text.find("@", max(at + 1, resume))
+    for candidate in _AT_AFTER_LOCAL.finditer(text):
+        at = candidate.start()
+        if at <= resume:
+            continue
+        run = _LOCAL_RUN_BACKWARDS.search(text, resume, at)
+        start = _LOCAL_START.search(text, run.start(), at) if run is not None else None
+        domain = _EMAIL_DOMAIN.match(text, at + 1) if start is not None else None
+        if start is not None and domain is not None:
+            yield start.start(), domain.end()
+            resume = domain.end()
 
 
 class GuardEmailRecognizer(_LinearScanRecognizer, EmailRecognizer):
@@ -160,13 +167,21 @@ _MAX_HOST = 253
 _QUOTES = "\"'"
 
 
+#: What a top-level domain can be read from: a letter whose lower case is an ASCII letter
+#: (the Kelvin sign lowers to "k"). A dot before anything else has no domain after it, which
+#: spares a dozen lookups at each dot of a long dotted run ("a.a.a...").
+_TLD_LETTERS = re.compile("[A-Za-z\u212a]*")
+
+
 def _tld_at(text: str, position: int) -> str | None:
     """The top-level domain Presidio's alternation picks at ``position`` (first in its order)."""
     best: tuple[int, str] | None = None
+    letters = _TLD_LETTERS.match(text, position)
+    reach = letters.end() - position if letters is not None else 0
     for length in _TLD_LENGTHS:
-        candidate = text[position : position + length].lower()
-        if len(candidate) < length:
+        if length > reach:
             break
+        candidate = text[position : position + length].lower()
         order = _TLD_ORDER.get(candidate)
         if order is not None and (best is None or order < best[0]):
             best = (order, candidate)
@@ -324,9 +339,15 @@ class GuardIbanRecognizer(FailClosedPatternRecognizer, IbanRecognizer):
     """Presidio's IBAN recognizer; a regex time-out fails closed."""
 
     def match_results(
-        self, text: str, match: regex.Match[str], pattern: Pattern, flags: int
+        self,
+        text: str,
+        match: regex.Match[str],
+        pattern: Pattern,
+        flags: int,
+        readings: Readings,
     ) -> Iterator[RecognizerResult]:
         """Presidio's IBAN reading: the longest group-ending that passes the checksum."""
+        del readings  # several candidate values per match; the checksum is cheap
         start = match.start()
         for group in reversed(range(1, len(match.groups()) + 1)):
             end = match.end(group) if match.end(group) > 0 else match.end()
@@ -395,21 +416,13 @@ def _prechecked(recognizer: EntityRecognizer, precheck: Callable[[str], bool]) -
     return recognizer
 
 
-def _searches(pattern: str) -> Callable[[str], bool]:
-    """A pre-check: a small regex that any match of the recognizer must contain."""
-    compiled = re.compile(pattern, re.IGNORECASE)
-
-    def check(text: str) -> bool:
-        return compiled.search(text) is not None
-
-    return check
-
-
 #: A dot between a letter or digit and a two-letter-or-longer label: every URL has one.
 _URL_HINT = r"[a-z0-9]\.[a-z]{2,}|://"
 #: Dotted quads or colon-separated hex groups.
 _IP_HINT = r"\d{1,3}\.\d{1,3}\.\d|[0-9a-f]{1,4}::?[0-9a-f]{1,4}:"
 _MAC_HINT = r"[0-9a-f]{2}[:\-.][0-9a-f]{2}[:\-.]"
+#: Every driver's licence shape has a letter or digit right before a digit ("A1234", "123456").
+LICENSE_HINT = searches(r"[^\W_][0-9]")
 
 
 def presidio_recognizers() -> list[EntityRecognizer]:
@@ -417,14 +430,14 @@ def presidio_recognizers() -> list[EntityRecognizer]:
     return [
         _prechecked(GuardEmailRecognizer(), contains_any("@")),
         _prechecked(GuardIbanRecognizer(), digit_count_at_least(10)),
-        _prechecked(GuardIpRecognizer(), _searches(_IP_HINT)),
-        _prechecked(GuardUrlRecognizer(), _searches(_URL_HINT)),
+        _prechecked(GuardIpRecognizer(), searches(_IP_HINT, re.IGNORECASE)),
+        _prechecked(GuardUrlRecognizer(), searches(_URL_HINT, re.IGNORECASE)),
         _prechecked(GuardCryptoRecognizer(), digit_count_at_least(5)),
-        _prechecked(GuardMacAddressRecognizer(), _searches(_MAC_HINT)),
+        _prechecked(GuardMacAddressRecognizer(), searches(_MAC_HINT, re.IGNORECASE)),
         _prechecked(GuardDateRecognizer(), digit_count_at_least(4)),
         _prechecked(GuardUsSsnRecognizer(), digit_count_at_least(9)),
         _prechecked(GuardUsItinRecognizer(), digit_count_at_least(9)),
         _prechecked(GuardUsPassportRecognizer(), digit_count_at_least(8)),
-        _prechecked(GuardUsLicenseRecognizer(), digit_count_at_least(6)),
+        _prechecked(GuardUsLicenseRecognizer(), all_of(digit_count_at_least(6), LICENSE_HINT)),
         _prechecked(GuardUsBankRecognizer(), digit_count_at_least(8)),
     ]

@@ -117,7 +117,8 @@ def pin_recognizer() -> RegexRecognizer:
         pattern=_PIN,
         group="value",
         score=0.95,
-        precheck=contains_any("pin", "passcode", "security code", "cvv", "cvc"),
+        # "security", not "security code": the pattern allows any spaces between the words
+        precheck=contains_any("pin", "passcode", "security", "cvv", "cvc"),
     )
 
 
