@@ -2,7 +2,10 @@
 
 For ordinary prose (the development sets' texts, concatenated) and for each family of hostile
 input found in issue 8, at 10 KB, 100 KB and 1 MB, one ``Detector.analyze`` call in a fresh
-subprocess per (family, size), so that peak RSS (``ru_maxrss``) is that case's alone. The peer,
+subprocess per (family, size), so that peak RSS (``ru_maxrss``) is that case's alone. With
+``--engines pool`` (or ``guard pool`` for both) the same call goes through an
+``AnalysisExecutor`` with the default worker count, as the API runs it: a long text is split
+between the workers; its peak RSS is the largest worker's. The peer,
 in the same run: vanilla Presidio (``AnalyzerEngine`` defaults, same spaCy model) on the same
 texts at 10 KB only; it is far too slow beyond. Every case has a time cap; a case that hits it
 is killed and reported as "> cap".
@@ -11,7 +14,7 @@ Targets (issue 8): every family linear (time at 1 MB / time at 100 KB <= 12), a 
 hostile text under 10 s, and 1 MB of any family under 1 GB peak RSS.
 
     .venv/bin/python bench/adversarial.py [--families prose bang ...] [--sizes 10000 ...]
-                                          [--cap 60] [--no-peer]
+                                          [--engines guard pool] [--cap 60] [--no-peer]
     .venv/bin/python bench/adversarial.py --profile FAMILY SIZE   # cProfile of one case
 """
 
@@ -36,6 +39,8 @@ from guard.config import PROJECT_ROOT, get_settings
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
+
+    from guard.config import Settings
 
 RESULTS = PROJECT_ROOT / "bench" / "results" / "adversarial.json"
 DATA_DIR = PROJECT_ROOT.parent / "shared" / "data" / "pii"
@@ -127,13 +132,27 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kilobytes on Linux
 
 
+def _pool_analyze(settings: Settings) -> tuple[Callable[[str], list[object]], Callable[[], None]]:
+    """An AnalysisExecutor's analyze with every worker warmed up, and how to close it."""
+    from guard.detection.executor import AnalysisExecutor  # noqa: PLC0415 - heavy, child only
+
+    pool = AnalysisExecutor(settings)
+    warm = "warm up: Joseph Banter, 12 Main Street, (845) 450-5693. "
+    # longer than two windows: split, so that every worker has run the pipeline once
+    pool.analyze(warm * (2 * settings.analysis_window_chars // len(warm) + 1))
+    return pool.analyze, pool.close  # type: ignore[return-value]
+
+
 def run_case(family: str, size: int, engine: str, *, profile: bool = False) -> dict[str, object]:
     """Build the text, load the engine, analyse once; seconds, entities and peak RSS."""
     warnings.filterwarnings("ignore")
     text = FAMILIES[family][1](size)
     settings = get_settings()
     analyze: Callable[[str], list[object]]
-    if engine == "guard":
+    close: Callable[[], None] = lambda: None  # noqa: E731 - nothing to close in process
+    if engine == "pool":
+        analyze, close = _pool_analyze(settings)
+    elif engine == "guard":
         from guard.detection.engine import Detector  # noqa: PLC0415 - heavy, child only
 
         analyze = Detector(settings=settings).analyze  # type: ignore[assignment]
@@ -155,13 +174,21 @@ def run_case(family: str, size: int, engine: str, *, profile: bool = False) -> d
     seconds = time.perf_counter() - started
     if profiler is not None:
         pstats.Stats(profiler, stream=sys.stderr).sort_stats("cumulative").print_stats(30)
-    return {
+    close()  # the workers exit and are reaped: their peak is in RUSAGE_CHILDREN
+    result: dict[str, object] = {
         "chars": len(text),
         "seconds": round(seconds, 3),
         "entities": len(entities),
         "rss_after_load_mb": round(loaded_mb, 1),
         "peak_rss_mb": round(_peak_rss_mb(), 1),
     }
+    if engine == "pool":
+        result["workers"] = settings.analysis_workers
+        result["api_peak_rss_mb"] = result["peak_rss_mb"]
+        result["peak_rss_mb"] = round(
+            resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1
+        )
+    return result
 
 
 # ------------------------------------------------------------------------- the run (parent)
@@ -202,17 +229,32 @@ def _seconds(result: object) -> float | None:
     return float(seconds) if isinstance(seconds, int | float) else None
 
 
-def _family_row(family: str, sizes: list[int], cap: float, *, peer: bool) -> dict[str, object]:
-    row: dict[str, object] = {"what": FAMILIES[family][0]}
-    for size in sizes:
-        result = _in_subprocess(family, size, "guard", cap)
-        row[str(size)] = result
-        print(f"{family:12s} {size:>9,d}  guard {_show(result, cap)}", flush=True)
-    small, large = _seconds(row.get("100000")), _seconds(row.get("1000000"))
-    if small is not None and large is not None:
-        row["ratio_1mb_100kb"] = round(large / max(small, 1e-3), 2)
-    if large is not None:
-        row["seconds_per_mb"] = large
+#: Where each engine's figures go in a family's row: in process as before, the pool prefixed.
+_PREFIX = {"guard": "", "pool": "pool_"}
+
+
+def _family_row(
+    family: str,
+    sizes: list[int],
+    cap: float,
+    *,
+    peer: bool,
+    engines: list[str],
+    row: dict[str, object],
+) -> dict[str, object]:
+    row["what"] = FAMILIES[family][0]
+    for engine in engines:
+        prefix = _PREFIX[engine]
+        for size in sizes:
+            result = _in_subprocess(family, size, engine, cap)
+            row[f"{prefix}{size}"] = result
+            print(f"{family:12s} {size:>9,d}  {engine} {_show(result, cap)}", flush=True)
+        small = _seconds(row.get(f"{prefix}100000"))
+        large = _seconds(row.get(f"{prefix}1000000"))
+        if small is not None and large is not None:
+            row[f"{prefix}ratio_1mb_100kb"] = round(large / max(small, 1e-3), 2)
+        if large is not None:
+            row[f"{prefix}seconds_per_mb"] = large
     if peer and 10_000 in sizes:
         row["presidio_10000"] = _in_subprocess(family, 10_000, "presidio", cap)
         print(f"{family:12s} {10_000:>9,d}  presidio {_show(row['presidio_10000'], cap)}")
@@ -222,21 +264,23 @@ def _family_row(family: str, sizes: list[int], cap: float, *, peer: bool) -> dic
 def _over_target(report: dict[str, dict[str, object]]) -> list[str]:
     over: list[str] = []
     for family, row in report.items():
-        ratio = row.get("ratio_1mb_100kb")
-        if isinstance(ratio, float) and ratio > LINEAR_RATIO:
-            over.append(f"{family}: 1 MB / 100 KB = {ratio}")
-        large = row.get("1000000")
-        if not isinstance(large, dict):
-            continue
-        seconds = _seconds(large)
-        if seconds is None:
-            over.append(f"{family}: 1 MB did not finish")
-            continue
-        if seconds > TARGET_SECONDS_1MB:
-            over.append(f"{family}: 1 MB in {seconds} s")
-        peak = large.get("peak_rss_mb")
-        if isinstance(peak, int | float) and peak > TARGET_PEAK_MB:
-            over.append(f"{family}: 1 MB peak {peak} MB")
+        for engine, prefix in _PREFIX.items():
+            name = f"{family} ({engine})"
+            ratio = row.get(f"{prefix}ratio_1mb_100kb")
+            if isinstance(ratio, float) and ratio > LINEAR_RATIO:
+                over.append(f"{name}: 1 MB / 100 KB = {ratio}")
+            large = row.get(f"{prefix}1000000")
+            if not isinstance(large, dict):
+                continue
+            seconds = _seconds(large)
+            if seconds is None:
+                over.append(f"{name}: 1 MB did not finish")
+                continue
+            if seconds > TARGET_SECONDS_1MB:
+                over.append(f"{name}: 1 MB in {seconds} s")
+            peak = large.get("peak_rss_mb")
+            if isinstance(peak, int | float) and peak > TARGET_PEAK_MB:
+                over.append(f"{name}: 1 MB peak {peak} MB")
     return over
 
 
@@ -272,6 +316,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--sizes", nargs="+", type=int, default=list(SIZES))
     parser.add_argument("--cap", type=float, default=60.0, help="seconds per case")
     parser.add_argument("--no-peer", action="store_true", help="skip vanilla Presidio")
+    parser.add_argument(
+        "--engines",
+        nargs="+",
+        choices=sorted(_PREFIX),
+        default=["guard"],
+        help="guard: Detector.analyze in process; pool: through an AnalysisExecutor",
+    )
     parser.add_argument("--case", nargs=3, metavar=("FAMILY", "SIZE", "ENGINE"))
     parser.add_argument("--profile", nargs=2, metavar=("FAMILY", "SIZE"))
     parser.add_argument("--json", type=Path, default=RESULTS)
@@ -288,10 +339,19 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     resolution = {str(n): round(resolution_seconds(n), 3) for n in (10_000, 100_000)}
     print(f"overlap resolution, seconds for 10,000 / 100,000 candidates: {resolution}")
-    report = {
-        family: _family_row(family, args.sizes, args.cap, peer=not args.no_peer)
-        for family in args.families
-    }
+    # a partial run (some families, sizes or engines) updates the figures it measured and
+    # keeps the rest of the last results
+    previous = json.loads(args.json.read_text(encoding="utf-8")) if args.json.exists() else {}
+    report: dict[str, dict[str, object]] = previous.get("families", {})
+    for family in args.families:
+        report[family] = _family_row(
+            family,
+            args.sizes,
+            args.cap,
+            peer=not args.no_peer,
+            engines=args.engines,
+            row=report.get(family, {}),
+        )
     over = _over_target(report)
     settings = get_settings()
     result = {
@@ -299,6 +359,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
         ),
         "cap_seconds": args.cap,
+        "analysis_workers": settings.analysis_workers,
         "window_chars": settings.analysis_window_chars,
         "window_overlap_chars": settings.analysis_window_overlap_chars,
         "targets": {
@@ -313,14 +374,20 @@ def main(argv: Sequence[str] | None = None) -> None:
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     print(
-        "\nfamily        10 KB             100 KB            1 MB              ratio   peer 10 KB"
+        "\nfamily        engine 10 KB             100 KB            1 MB              ratio   "
+        "peer 10 KB"
     )
     for family, row in report.items():
-        cells = [_show(row.get(str(size)), args.cap) for size in SIZES]
-        print(
-            f"{family:12s}  {cells[0]:17s} {cells[1]:17s} {cells[2]:17s} "
-            f"{row.get('ratio_1mb_100kb', '-')!s:7s} {_show(row.get('presidio_10000'), args.cap)}"
-        )
+        for engine, prefix in _PREFIX.items():
+            cells = [_show(row.get(f"{prefix}{size}"), args.cap) for size in SIZES]
+            if cells == ["-"] * len(cells):
+                continue
+            ratio = row.get(f"{prefix}ratio_1mb_100kb", "-")
+            peer = _show(row.get("presidio_10000"), args.cap) if engine == "guard" else ""
+            print(
+                f"{family:12s}  {engine:6s} {cells[0]:17s} {cells[1]:17s} {cells[2]:17s} "
+                f"{ratio!s:7s} {peer}"
+            )
     print("\nover target:" if over else "\nevery family within target", *over, sep="\n  ")
 
 

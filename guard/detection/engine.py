@@ -67,6 +67,7 @@ from guard.detection.recognizers.secrets import (
     pin_recognizer,
     security_answer_recognizer,
 )
+from guard.detection.windows import WINDOW_MARGIN, window_bounds
 from guard.errors import ConfigurationError, InputTooLargeError, InvalidInputError
 
 if TYPE_CHECKING:
@@ -147,47 +148,6 @@ class _AllowList:
             if index == 0 or reach[index - 1] < candidate.end:
                 kept.append(candidate)
         return kept
-
-
-#: Characters of context a finding needs around it inside its window: findings closer than
-#: this to a window's cut edge are left to the neighbouring window, which sees them with
-#: their context. 128 covers the context booster's look-back (80 characters), lookbehinds of
-#: the patterns, and the NER's view (a few tokens each side).
-WINDOW_MARGIN = 128
-#: How far back from a window's nominal edge a line break or a space is looked for, so that
-#: windows start at the start of a line or a word.
-_CUT_SLACK = 256
-
-
-def window_bounds(text: str, *, size: int, overlap: int) -> list[tuple[int, int]]:
-    """Where ``text`` is cut into windows: (start, end) pairs, each at most ``size`` long.
-
-    Consecutive windows share at least ``overlap`` characters; cuts fall after a line break,
-    else after a space or tab, within ``_CUT_SLACK`` characters of the nominal edge, else
-    anywhere (a text without spaces). An entity of up to ``overlap - 2 * WINDOW_MARGIN``
-    characters lies wholly inside some window, at least ``WINDOW_MARGIN`` from its cut edges.
-    """
-    length = len(text)
-    if length <= size:
-        return [(0, length)]
-    slack = min(_CUT_SLACK, overlap // 4)
-    bounds: list[tuple[int, int]] = []
-    start = 0
-    while start + size < length:
-        end = _cut_before(text, start + size, slack)
-        bounds.append((start, end))
-        start = _cut_before(text, end - overlap, slack)
-    bounds.append((start, length))
-    return bounds
-
-
-def _cut_before(text: str, position: int, slack: int) -> int:
-    """A cut at or before ``position``: just after a line break, else a space, else there."""
-    floor = position - slack
-    cut = text.rfind("\n", floor, position)
-    if cut == -1:
-        cut = max(text.rfind(" ", floor, position), text.rfind("\t", floor, position))
-    return cut + 1 if cut != -1 else position
 
 
 @dataclass
@@ -285,8 +245,53 @@ class Detector:
         # counts and types only: the values and the texts never reach a log line
         log.debug("detector.batch", texts=count, tenant=tenant, entities=dict(found))
 
+    # --- one long text in parts: windows, candidates per group of windows, one finish ------
+    # The analysis pool sends groups of a long text's windows to different workers and the
+    # candidates of all groups to one worker to finish; analyze() is the three in a row.
+
+    def window_spans(self, text: str) -> list[tuple[int, int]]:
+        """The windows ``text`` is analysed in: (start, end) pairs, in order, overlapping."""
+        checked = self._check(text)
+        return window_bounds(checked, size=self.window_chars, overlap=self.window_overlap)
+
+    def candidates(
+        self, text: str, windows: Sequence[tuple[int, int]], *, batch_size: int = 64
+    ) -> list[Candidate]:
+        """Raw findings of some of ``text``'s windows (from ``window_spans``), in window order.
+
+        Filtered as in a whole analysis (score threshold, each window's cut edges) but before
+        the tenant's lists and overlap resolution: the candidates of contiguous groups of
+        windows, concatenated in order, are what ``analyze`` would have found before
+        ``finish``.
+        """
+        checked = self._check(text)
+        spans = [(start, end) for start, end in windows]
+        if not all(0 <= start <= end <= len(checked) for start, end in spans):
+            raise InvalidInputError("windows must lie inside the text")
+        # the view of the whole text, not of the group: it is what every window reads in
+        # analyze(), so a group's windows find exactly what they find there
+        job = _Job(checked, ner_view(checked), spans, pending=len(spans))
+        for _ in self._run_jobs([job], batch_size):
+            pass
+        return job.candidates
+
+    def finish(
+        self, text: str, candidates: Iterable[Candidate], *, tenant: str | None = None
+    ) -> list[DetectedEntity]:
+        """The entities of ``text`` from all its windows' candidates: lists, then overlaps."""
+        return self._finish(self._check(text), list(candidates), self._lists(tenant))
+
     def _analysed(self, texts: Iterable[str], batch_size: int) -> Iterator[_Job]:
-        """Each text's candidates, in order, its windows run through the NER in batches.
+        """Each text's candidates, in order, its windows run through the NER in batches."""
+        jobs = (self._job(text) for text in texts)  # lazily: one text checked at a time
+        return self._run_jobs(jobs, batch_size)
+
+    def _job(self, text: str) -> _Job:
+        windows = self.window_spans(text)
+        return _Job(text, ner_view(text), windows, pending=len(windows))
+
+    def _run_jobs(self, incoming: Iterable[_Job], batch_size: int) -> Iterator[_Job]:
+        """Each job filled with its windows' candidates, in order, through the NER in batches.
 
         A batch holds at most ``batch_size`` windows and, unless it is one window, at most
         one window's worth of characters: memory stays bounded whatever the texts.
@@ -294,12 +299,9 @@ class Detector:
         jobs: deque[_Job] = deque()
         batch: list[tuple[_Job, int, int]] = []
         batch_chars = 0
-        for text in texts:
-            checked = self._check(text)
-            windows = window_bounds(checked, size=self.window_chars, overlap=self.window_overlap)
-            job = _Job(checked, ner_view(checked), windows, pending=len(windows))
+        for job in incoming:
             jobs.append(job)
-            for start, end in windows:
+            for start, end in job.windows:
                 if batch and (
                     len(batch) >= batch_size or batch_chars + end - start > self.window_chars
                 ):

@@ -18,6 +18,14 @@ process has threads), one job per worker at a time:
 - a worker that dies on its own (crash, out of memory) fails only its request
   (``ServiceBusyError``) and is replaced.
 
+One long text uses every idle worker: a text longer than one analysis window
+(``GUARD_ANALYSIS_WINDOW_CHARS``) has its windows split into contiguous groups, one per idle
+worker (at least one, never more groups than windows); each worker returns its group's raw
+findings, and one of them then applies the tenant's lists and resolves overlaps over the whole
+text, so the API process never holds its GIL over the findings. The budget, cancellation and
+death rules hold for the request as a whole: every worker still working on it is stopped.
+When no worker is idle, the text queues as one job, as a batch of texts always does.
+
 Errors raised in a worker come back as the same GuardError type and message; any other
 exception comes back as ``DetectionFailedError`` naming only its type: a message or a traceback
 could quote the text.
@@ -42,6 +50,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 import structlog
 
 from guard.detection.entities import DetectedEntity
+from guard.detection.windows import split_windows, window_bounds
 from guard.detection.worker import ErrorInfo, serve
 from guard.errors import (
     AnalysisBudgetError,
@@ -117,6 +126,8 @@ class AnalysisStatus:
     cancelled: int = 0
     worker_deaths: int = 0
     worker_restarts: int = 0
+    split_requests: int = 0
+    split_parts: int = 0
 
 
 class AnalysisService(Analyzer, Protocol):
@@ -205,6 +216,10 @@ class InProcessAnalysis:
 class _WorkerStoppedError(Exception):
     """The worker process ended (crash, out of memory, killed from outside) during a job."""
 
+    def __init__(self, worker: _Worker) -> None:
+        super().__init__()
+        self.worker = worker
+
 
 class _OverBudgetError(Exception):
     """The job ran past the time budget."""
@@ -238,6 +253,8 @@ class _Counters:
     cancelled: int = 0
     worker_deaths: int = 0
     worker_restarts: int = 0
+    split_requests: int = 0
+    split_parts: int = 0
 
 
 class AnalysisExecutor:
@@ -296,16 +313,24 @@ class AnalysisExecutor:
     # --- the Analyzer interface ---------------------------------------------------------
 
     def analyze(self, text: str, *, tenant: str | None = None) -> list[DetectedEntity]:
-        """Detect PII in one text, in a worker process."""
-        return self._submit([text], tenant)[0]
+        """Detect PII in one text, in a worker process (a long one in every idle worker)."""
+        windows = self._windows(text)
+        if windows is None:
+            return self._submit([text], tenant)[0]
+        return self._submit_split(text, tenant, windows)
 
     def analyze_batch(
         self, texts: Sequence[str], *, tenant: str | None = None
     ) -> list[list[DetectedEntity]]:
-        """Detect PII in a request's texts: one job, analysed together in one worker."""
+        """Detect PII in a request's texts: one job, analysed together in one worker.
+
+        A batch of one text is that text alone: a long one is split between idle workers.
+        """
         texts = list(texts)
         if not texts:
             return []
+        if len(texts) == 1:
+            return [self.analyze(texts[0], tenant=tenant)]
         return self._submit(texts, tenant)
 
     def status(self) -> AnalysisStatus:
@@ -328,6 +353,8 @@ class AnalysisExecutor:
                 cancelled=counters.cancelled,
                 worker_deaths=counters.worker_deaths,
                 worker_restarts=counters.worker_restarts,
+                split_requests=counters.split_requests,
+                split_parts=counters.split_parts,
             )
 
     def close(self) -> None:
@@ -362,30 +389,76 @@ class AnalysisExecutor:
         """Wait for a worker (bounded), run the job under the budget, decode its reply."""
         cancel = _CANCEL.get()
         worker = self._acquire(cancel)
-        try:
-            reply = self._run(worker, (texts, tenant), cancel)
-        except _OverBudgetError:
-            self._retire(worker, reason="over_budget")
-            raise AnalysisBudgetError(
-                f"analysis did not finish within {self.timeout_seconds:g} seconds "
-                "(GUARD_ANALYSIS_TIMEOUT_SECONDS); the work was stopped and nothing of the "
-                "text was processed"
-            ) from None
-        except _CancelledWhileRunningError:
-            self._retire(worker, reason="cancelled")
-            raise _cancelled_error() from None
-        except _WorkerStoppedError:
-            self._retire(worker, reason="died")
-            raise ServiceBusyError(
-                "the analysis worker stopped unexpectedly and is being replaced; retry shortly",
-                retry_after=RETRY_AFTER_SECONDS,
-            ) from None
-        except BaseException:
-            # interrupted mid-job (e.g. KeyboardInterrupt): the worker's state is unknown
-            self._retire(worker, reason="interrupted")
-            raise
+        deadline = time.monotonic() + self.timeout_seconds
+        (reply,) = self._run_jobs([worker], [("analyze", texts, tenant)], cancel, deadline)
         self._release(worker)
         return _decode(reply)
+
+    def _windows(self, text: object) -> list[tuple[int, int]] | None:
+        """The windows of a text worth splitting between workers; None for one job."""
+        settings = self.settings
+        if not isinstance(text, str) or len(text) <= settings.analysis_window_chars:
+            return None
+        try:
+            too_large = len(text.encode("utf-8")) > settings.max_text_bytes
+        except UnicodeEncodeError:  # a lone surrogate: the worker reports it as ever
+            return None
+        if too_large:
+            return None  # one job: the worker refuses it with the usual error
+        windows = window_bounds(
+            text,
+            size=settings.analysis_window_chars,
+            overlap=settings.analysis_window_overlap_chars,
+        )
+        return windows if len(windows) > 1 else None
+
+    def _submit_split(
+        self, text: str, tenant: str | None, windows: list[tuple[int, int]]
+    ) -> list[DetectedEntity]:
+        """One long text on every idle worker: a group of windows each, then one finishes."""
+        cancel = _CANCEL.get()
+        workers = self._acquire_some(cancel, len(windows))
+        deadline = time.monotonic() + self.timeout_seconds
+        if len(workers) == 1:  # nobody else idle: the plain job, no relaying of findings
+            (reply,) = self._run_jobs(workers, [("analyze", [text], tenant)], cancel, deadline)
+            self._release(workers[0])
+            return _decode(reply)[0]
+        groups = split_windows(windows, len(workers))
+        replies = self._run_jobs(
+            workers, [("candidates", text, group) for group in groups], cancel, deadline
+        )
+        finisher = workers[0]
+        for worker in workers[1:]:
+            self._release(worker)  # free for other requests while the finisher resolves
+        failed = next((reply for reply in replies if reply[0] != "ok"), None)
+        if failed is not None:
+            self._release(finisher)
+            raise _reply_error(failed)
+        with self._lock:
+            self._counters.split_requests += 1
+            self._counters.split_parts += len(workers)
+        log.info(
+            "analysis.split",
+            parts=len(workers),
+            windows=len(windows),
+            pids=[worker.pid for worker in workers],
+        )
+        # the parts travel as the bytes their workers pickled: nothing is unpickled here
+        finish = ("finish", text, [reply[1] for reply in replies], tenant)
+        (reply,) = self._run_jobs([finisher], [finish], cancel, deadline)
+        self._release(finisher)
+        return _decode(reply)[0]
+
+    def _acquire_some(self, cancel: threading.Event | None, most: int) -> list[_Worker]:
+        """Every idle worker now (up to ``most``), else one the way ``_acquire`` gets it."""
+        self._reap_idle()
+        with self._lock:
+            if not self._closed and not _cancelled(cancel) and self._idle:
+                count = min(len(self._idle), most)
+                taken = [self._idle.pop() for _ in range(count)]
+                self._busy += count
+                return taken
+        return [self._acquire(cancel)]
 
     def _acquire(self, cancel: threading.Event | None) -> _Worker:
         """An idle worker now, or a place in the queue, or ServiceBusyError at once."""
@@ -439,32 +512,68 @@ class AnalysisExecutor:
             raise _cancelled_error()
         return waiter.worker
 
-    def _run(
-        self, worker: _Worker, job: tuple[list[str], str | None], cancel: threading.Event | None
-    ) -> tuple[Any, ...]:
-        """Send the job; wait for the reply, the budget, the client leaving or the worker dying."""
+    def _run_jobs(
+        self,
+        workers: list[_Worker],
+        jobs: list[tuple[Any, ...]],
+        cancel: threading.Event | None,
+        deadline: float,
+    ) -> list[tuple[Any, ...]]:
+        """One job per worker, all at once; their replies, in order, once every one answered.
+
+        On success the workers are still the caller's to release. On the budget running out,
+        the client leaving, a worker dying or an interruption, every worker still running a
+        job of the request is stopped (and replaced), those that answered are released, and
+        the request's error is raised.
+        """
+        replies: list[tuple[Any, ...] | None] = [None] * len(workers)
+        running = dict(enumerate(workers))  # removed from as each answers
         try:
-            worker.conn.send(job)
-        except (OSError, ValueError) as exc:  # broken pipe: the worker is gone
-            raise _WorkerStoppedError from exc
-        deadline = time.monotonic() + self.timeout_seconds
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise _OverBudgetError
-            if _cancelled(cancel):
-                raise _CancelledWhileRunningError
-            ready = wait_for_any(
-                [worker.conn, worker.process.sentinel], timeout=min(remaining, POLL_SECONDS)
-            )
-            if worker.conn in ready:
-                try:
-                    reply: tuple[Any, ...] = worker.conn.recv()
-                except (EOFError, OSError) as exc:
-                    raise _WorkerStoppedError from exc
-                return reply
-            if ready:
-                raise _WorkerStoppedError
+            _collect(jobs, running, replies, cancel, deadline)
+        except _OverBudgetError:
+            self._abandon(workers, running.values(), reason="over_budget")
+            raise AnalysisBudgetError(
+                f"analysis did not finish within {self.timeout_seconds:g} seconds "
+                "(GUARD_ANALYSIS_TIMEOUT_SECONDS); the work was stopped and nothing of the "
+                "text was processed"
+            ) from None
+        except _CancelledWhileRunningError:
+            self._abandon(workers, running.values(), reason="cancelled")
+            raise _cancelled_error() from None
+        except _WorkerStoppedError as stopped:
+            self._abandon(workers, running.values(), reason="died", culprit=stopped.worker)
+            raise ServiceBusyError(
+                "the analysis worker stopped unexpectedly and is being replaced; retry shortly",
+                retry_after=RETRY_AFTER_SECONDS,
+            ) from None
+        except BaseException:
+            # interrupted mid-job (e.g. KeyboardInterrupt): the workers' state is unknown
+            self._abandon(workers, running.values(), reason="interrupted")
+            raise
+        return [reply for reply in replies if reply is not None]
+
+    def _abandon(
+        self,
+        workers: list[_Worker],
+        running: Iterable[_Worker],
+        *,
+        reason: str,
+        culprit: _Worker | None = None,
+    ) -> None:
+        """A failed request's workers: the running ones stopped, the ones done released.
+
+        The request's failure is counted once, on the culprit (or the first running worker);
+        the others are stopped with it.
+        """
+        stopping = list(running)
+        first = culprit if culprit is not None else (stopping[0] if stopping else None)
+        if first is not None and first not in stopping:
+            stopping.insert(0, first)
+        for worker in stopping:
+            self._retire(worker, reason=reason if worker is first else "stopped_with_request")
+        for worker in workers:
+            if worker not in stopping:
+                self._release(worker)
 
     # --- workers coming and going ---------------------------------------------------------
 
@@ -606,6 +715,41 @@ class AnalysisExecutor:
         raise ConfigurationError(f"an analysis worker could not start ({message[1]})")
 
 
+def _collect(
+    jobs: list[tuple[Any, ...]],
+    running: dict[int, _Worker],
+    replies: list[tuple[Any, ...] | None],
+    cancel: threading.Event | None,
+    deadline: float,
+) -> None:
+    """Send each job to its worker, then file each reply until none is running, or raise."""
+    for index, job in enumerate(jobs):
+        worker = running[index]
+        try:
+            worker.conn.send(job)
+        except (OSError, ValueError) as exc:  # broken pipe: the worker is gone
+            raise _WorkerStoppedError(worker) from exc
+    while running:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise _OverBudgetError
+        if _cancelled(cancel):
+            raise _CancelledWhileRunningError
+        ready = wait_for_any(
+            [w.conn for w in running.values()] + [w.process.sentinel for w in running.values()],
+            timeout=min(remaining, POLL_SECONDS),
+        )
+        for index, worker in list(running.items()):
+            if worker.conn in ready:  # a reply first: a worker may exit right after sending
+                try:
+                    replies[index] = worker.conn.recv()
+                except (EOFError, OSError) as exc:
+                    raise _WorkerStoppedError(worker) from exc
+                del running[index]
+            elif worker.process.sentinel in ready:
+                raise _WorkerStoppedError(worker)
+
+
 def _stop(worker: _Worker) -> None:
     """End a worker: ask, then SIGTERM, then SIGKILL; reap it and close its pipe."""
     process = worker.process
@@ -626,14 +770,18 @@ def _stop(worker: _Worker) -> None:
 
 def _decode(reply: tuple[Any, ...]) -> list[list[DetectedEntity]]:
     """A worker's reply as entities, or the error it reported raised here."""
-    kind = reply[0]
-    if kind == "ok":
+    if reply[0] == "ok":
         return [[DetectedEntity(*entity) for entity in entities] for entities in reply[1]]
-    if kind == "error":
-        raise _rebuild(reply[1])
+    raise _reply_error(reply)
+
+
+def _reply_error(reply: tuple[Any, ...]) -> GuardError:
+    """The error a worker's failed reply stands for."""
+    if reply[0] == "error":
+        return _rebuild(reply[1])
     # only the exception's type crossed: its message or traceback could quote the text
     log.error("analysis.worker_exception", exception_type=str(reply[1]))
-    raise DetectionFailedError(f"analysis failed in the worker ({reply[1]}); the text was refused")
+    return DetectionFailedError(f"analysis failed in the worker ({reply[1]}); the text was refused")
 
 
 def _rebuild(info: ErrorInfo) -> GuardError:

@@ -6,6 +6,11 @@ quadratic ("!" * 16000: 20 s), and one absurdly long "word" is one absurd token.
 therefore reads a *view* of the text (``ner_view``) in which such runs are cut short by
 spaces of the same length: offsets are shared with the text, and the recognizers still read
 the text itself.
+
+The view also blanks long runs of chunks without a letter (phone numbers, card numbers, digit
+tables): the NER labels only names, places, organisations and groups, none of which is made of
+digits and punctuation alone, and such runs are where token-dense hostile text spends the
+NER's time (``"555-123-4567 " * N``: 4 tokens per 13 characters).
 """
 
 from __future__ import annotations
@@ -54,14 +59,34 @@ MAX_CHUNK_CHARS = 64
 _DEGENERATE = re.compile(
     rf"(?P<symbols>(?:[^\w\s]|_){{{MAX_SYMBOL_RUN + 1},}})|\S{{{MAX_CHUNK_CHARS + 1},}}"
 )
+#: Fewest consecutive letterless chunks the view blanks. A phone number is 1-3 chunks, a card
+#: number 4, a date or an amount 1-3; prose puts a word with a letter between such chunks far
+#: sooner than every 8. Below this, digits stay as context for the NER.
+MIN_LETTERLESS_RUN = 8
+#: A whitespace-delimited chunk without a letter: digits, "_" and symbols only. Possessive, and
+#: anchored at chunk starts, so each chunk is scanned a bounded number of times: linear.
+_LETTERLESS = r"(?:[^\w\s]|[\d_])++"
+_LETTERLESS_RUN = re.compile(
+    rf"(?<!\S){_LETTERLESS}(?:\s++{_LETTERLESS}){{{MIN_LETTERLESS_RUN - 1},}}(?!\S)"
+)
 
 
 def ner_view(text: str) -> str:
-    """``text`` as the NER reads it: long symbol runs and long chunks cut short by spaces.
+    """``text`` as the NER reads it: letterless runs blanked, long symbol runs and chunks cut.
 
     The view has the same length as the text, character for character outside the cut
     parts, so every offset into it is an offset into the text. Time is linear in the text.
     """
+    return _cut_degenerate(_blank_letterless_runs(text))
+
+
+def _blank_letterless_runs(text: str) -> str:
+    """Spaces in place of every run of ``MIN_LETTERLESS_RUN`` or more letterless chunks."""
+    return _LETTERLESS_RUN.sub(lambda match: " " * len(match.group()), text)
+
+
+def _cut_degenerate(text: str) -> str:
+    """Long symbol runs and long chunks cut short by spaces of the same length."""
     parts: list[str] = []
     position = 0
     for match in _DEGENERATE.finditer(text):

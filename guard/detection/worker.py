@@ -2,10 +2,20 @@
 
 The API process talks to it over a pipe (see ``guard.detection.executor``). Messages:
 
-- from the API: ``(texts, tenant)`` for a job, ``None`` to stop;
+- from the API: ``None`` to stop, or one of three jobs:
+  ``("analyze", texts, tenant)``: a request's texts, analysed whole;
+  ``("candidates", text, windows)``: the raw findings of a contiguous group of a long text's
+  windows (one part of a text split between workers);
+  ``("finish", text, parts, tenant)``: the tenant's lists and overlap resolution over all the
+  parts' findings;
 - to the API: ``("ready", model_has_ner)`` once at start, then one reply per job:
-  ``("ok", [[(start, end, entity_type, score), ...], ...])``, ``("error", ErrorInfo)`` for a
-  GuardError, ``("failed", exception_type_name)`` for anything else.
+  ``("ok", [[(start, end, entity_type, score), ...], ...])`` for analyze and finish,
+  ``("ok", part)`` for candidates, ``("error", ErrorInfo)`` for a GuardError,
+  ``("failed", exception_type_name)`` for anything else.
+
+A part is the list of candidate tuples pickled into bytes by the worker that found them: the
+API process hands those bytes on to the finishing worker without unpickling them, so it never
+spends its GIL on the hundreds of thousands of findings a hostile text can produce.
 
 Replies never carry a message or traceback of an unexpected exception: those can quote the
 text. GuardError messages are written never to carry input (see ``guard.errors``).
@@ -13,17 +23,20 @@ text. GuardError messages are written never to carry input (see ``guard.errors``
 
 from __future__ import annotations
 
+import pickle
 import signal
 import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from guard.detection.entities import Candidate
 from guard.errors import GuardError
 
 if TYPE_CHECKING:
     from multiprocessing.connection import Connection
 
     from guard.config import Settings
+    from guard.detection.engine import Detector
 
 #: One finding as it crosses the pipe: plain tuples pickle smaller and faster than objects.
 EntityTuple = tuple[int, int, str, float]
@@ -76,17 +89,41 @@ def serve(conn: Connection, settings: Settings) -> None:
             return
         if job is None:
             return
-        texts, tenant = job
         reply: tuple[Any, ...]
         try:
-            found = [
-                [(e.start, e.end, e.entity_type, e.score) for e in entities]
-                for entities in detector.analyze_batch(texts, tenant=tenant)
-            ]
+            reply = ("ok", _answer(detector, job))
         except GuardError as exc:
             reply = ("error", ErrorInfo.of(exc))
         except Exception as exc:  # noqa: BLE001 - the type only: a message could quote the text
             reply = ("failed", type(exc).__name__)
-        else:
-            reply = ("ok", found)
         conn.send(reply)
+
+
+def _answer(detector: Detector, job: tuple[Any, ...]) -> object:
+    """The result of one job (see the module's docstring for the three kinds)."""
+    kind = job[0]
+    if kind == "analyze":
+        _, texts, tenant = job
+        return [
+            [(e.start, e.end, e.entity_type, e.score) for e in entities]
+            for entities in detector.analyze_batch(texts, tenant=tenant)
+        ]
+    if kind == "candidates":
+        _, text, windows = job
+        found = detector.candidates(text, windows)
+        return pickle.dumps(
+            [(c.start, c.end, c.entity_type, c.score) for c in found],
+            protocol=pickle.HIGHEST_PROTOCOL,
+        )
+    if kind == "finish":
+        _, text, parts, tenant = job
+        candidates = [
+            Candidate(*found)
+            for part in parts
+            # bytes another worker of the same pool pickled, relayed untouched by the API
+            # process over its private pipes: no more trusted or less than the pipe itself
+            for found in pickle.loads(part)  # noqa: S301
+        ]
+        entities = detector.finish(text, candidates, tenant=tenant)
+        return [[(e.start, e.end, e.entity_type, e.score) for e in entities]]
+    raise TypeError(kind)  # a bug in the API process: reported by type only

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from guard.detection.custom import TenantLists, TenantsFile
 from guard.detection.engine import Detector, _AllowList
 from guard.detection.entities import Candidate, DetectedEntity, resolve_overlaps
-from guard.detection.nlp import MAX_CHUNK_CHARS, MAX_SYMBOL_RUN, ner_view
+from guard.detection.nlp import MAX_CHUNK_CHARS, MAX_SYMBOL_RUN, MIN_LETTERLESS_RUN, ner_view
 from guard.errors import InputTooLargeError, InvalidInputError
 
 if TYPE_CHECKING:
@@ -184,6 +184,61 @@ def test_when_punctuation_runs_on_then_names_beside_it_are_still_found(
     kinds = {(text[e.start : e.end], e.entity_type) for e in detector.analyze(text)}
     assert ("Joseph Banter", "PERSON") in kinds
     assert any(kind == "STREET_ADDRESS" and "12 Main Street" in value for value, kind in kinds)
+
+
+# ------------------------------------------------------- hostile input: letterless runs
+
+#: Prose as customers write it, digits and all: no run of letterless chunks is long enough.
+PROSE_WITH_NUMBERS = (
+    "Order 5512 of 12/03/2024 (2 x 19.99 = 39.98 USD) went to 12 Elm St., Apt. 5 - call "
+    "(845) 450-5693 or +1 415 555 0100, card 4929 3813 3266 4295 exp 04/27, ref 1 2 3 4 5 6 7."
+)
+
+
+def test_when_prose_has_numbers_then_the_view_leaves_it_alone() -> None:
+    assert ner_view(PROSE_WITH_NUMBERS) is PROSE_WITH_NUMBERS
+
+
+def test_when_a_digit_table_is_viewed_then_it_is_blanked() -> None:
+    rows = "".join(
+        f"{i:>4} | 555-01{i:02} | {i * 3.5:8.2f} | 2024-01-{i % 28 + 1:02}\n" for i in range(40)
+    )
+    text = f"Totals for Ann Smith\n{rows}signed, Boston"
+    view = ner_view(text)
+    assert len(view) == len(text)
+    assert view.startswith("Totals for Ann Smith\n")
+    assert view.endswith("signed, Boston")
+    assert not view[len("Totals for Ann Smith\n") : -len("signed, Boston")].strip()
+
+
+def test_when_a_letterless_run_is_short_then_the_view_keeps_it() -> None:
+    short = " ".join(["12"] * (MIN_LETTERLESS_RUN - 1))
+    long = " ".join(["12"] * MIN_LETTERLESS_RUN)
+    assert ner_view(f"Ann {short} Bob") == f"Ann {short} Bob"
+    assert ner_view(f"Ann {long} Bob") == f"Ann {' ' * len(long)} Bob"
+    # a chunk with one letter in it breaks the run
+    assert ner_view(f"{short} x1 {short}") == f"{short} x1 {short}"
+
+
+@given(st.text(alphabet=st.sampled_from("ab12 -.()!\n\t_é٣"), max_size=400))
+def test_the_letterless_view_keeps_every_offset(text: str) -> None:
+    view = ner_view(text)
+    assert len(view) == len(text)
+    for ours, theirs in zip(text, view, strict=True):
+        assert theirs in (ours, " ")
+        if ours.isalpha():
+            assert theirs == ours  # a letter is never blanked (runs are letterless)
+
+
+def test_when_a_name_is_next_to_a_long_digit_run_then_it_is_still_found(
+    detector: Detector,
+) -> None:
+    digits = "555-123-4567 " * 2_000
+    text = f"{digits}My name is Joseph Banter and I live in Chicago. {digits}"
+    assert not ner_view(text)[: len(digits)].strip()
+    kinds = {(text[e.start : e.end], e.entity_type) for e in detector.analyze(text)}
+    assert ("Joseph Banter", "PERSON") in kinds
+    assert ("Chicago", "LOCATION") in kinds
 
 
 # ---------------------------------------------------------------- the allow-list, one pass

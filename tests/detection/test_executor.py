@@ -2,6 +2,10 @@
 
 A text "takes longer than the budget" here because it is 900 KB of chat prose: spaCy alone
 needs seconds for it, whatever the recognizers do, while the tight pool's budget is 1 s.
+
+A long text alone is split between the idle workers; a batch of texts is one job in one
+worker. Tests of what happens to "the" worker of a request therefore send the slow text in a
+batch (``slow_batch``); the tests of split texts are at the end.
 """
 
 from __future__ import annotations
@@ -9,11 +13,12 @@ from __future__ import annotations
 import os
 import signal
 import threading
-import time
 from concurrent.futures import Future, ThreadPoolExecutor
+from functools import partial
 from typing import TYPE_CHECKING
 
 import pytest
+from structlog.testing import capture_logs
 
 from guard.detection.executor import (
     AnalysisCancelledError,
@@ -22,6 +27,7 @@ from guard.detection.executor import (
     InProcessAnalysis,
     cancel_when,
 )
+from guard.detection.windows import window_bounds
 from guard.errors import (
     AnalysisBudgetError,
     DetectionFailedError,
@@ -31,6 +37,7 @@ from guard.errors import (
     ModelNotAvailableError,
     ServiceBusyError,
 )
+from tests.fixtures.analysis import PROSE, SLOW_TEXT, settled, wait_until
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -38,40 +45,14 @@ if TYPE_CHECKING:
 
     from guard.config import Settings
     from guard.detection.engine import Detector
-    from guard.detection.entities import DetectedEntity
 
-PROSE = (
-    "Hi, this is Ann Smith again about order 5512. The parcel never arrived in Boston and "
-    "nobody called me back yesterday, so please sort out the refund today. "
-)
-#: Seconds of spaCy work at least, under any recognizer: longer than the tight budget.
-SLOW_TEXT = (PROSE * (900_000 // len(PROSE) + 1))[:900_000]
 TEXTS = [
     "Call Ann Smith at ann.smith@example.org or +1 415 555 0100 before Friday.",
     "My card is 4111 1111 1111 1111 and I live at 12 Elm Street, Springfield.",
     "nothing personal here",
 ]
-#: A guard against a hang, not a timing assertion: generous on a loaded 2-core machine.
-HANG_GUARD_SECONDS = 180.0
-
-
-def wait_until(condition: Callable[[], bool], what: str) -> None:
-    """Poll ``condition``; fail (instead of hanging) if it never holds."""
-    deadline = time.monotonic() + HANG_GUARD_SECONDS
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"never happened: {what}")
-        time.sleep(0.02)
-
-
-def settled(pool: AnalysisExecutor) -> Callable[[], bool]:
-    """All workers up and idle (replacements loaded)."""
-
-    def check() -> bool:
-        status = pool.status()
-        return status.ready == pool.workers and status.busy == 0 and status.starting == 0
-
-    return check
+#: The slow text as a batch: one job, one worker, however many are idle.
+SLOW_BATCH = [SLOW_TEXT, "nothing personal here"]
 
 
 def process_gone(pid: int) -> bool:
@@ -98,9 +79,7 @@ def threads() -> Iterator[ThreadPoolExecutor]:
         yield executor
 
 
-def _in_background(
-    threads: ThreadPoolExecutor, run: Callable[[], list[DetectedEntity]]
-) -> Future[list[DetectedEntity]]:
+def _in_background(threads: ThreadPoolExecutor, run: Callable[[], object]) -> Future[object]:
     return threads.submit(run)
 
 
@@ -227,7 +206,7 @@ def test_when_a_busy_worker_is_killed_from_outside_then_only_its_request_fails(
 ) -> None:
     wait_until(settled(analysis), "the shared pool is idle")
     before = analysis.status()
-    slow = _in_background(threads, lambda: analysis.analyze(SLOW_TEXT))
+    slow = _in_background(threads, lambda: analysis.analyze_batch(SLOW_BATCH))
     wait_until(lambda: len(analysis.status().busy_pids) == 1, "the slow text is being analysed")
     victim = analysis.status().busy_pids[0]
     os.kill(victim, signal.SIGKILL)
@@ -264,11 +243,11 @@ def test_when_an_idle_worker_is_killed_from_outside_then_it_is_replaced(
 
 
 def _cancellable(
-    pool: AnalysisExecutor, text: str, event: threading.Event
-) -> Callable[[], list[DetectedEntity]]:
-    def run() -> list[DetectedEntity]:
+    pool: AnalysisExecutor, texts: list[str], event: threading.Event
+) -> Callable[[], object]:
+    def run() -> object:
         with cancel_when(event):
-            return pool.analyze(text)
+            return pool.analyze_batch(texts)
 
     return run
 
@@ -279,7 +258,7 @@ def test_when_the_client_goes_away_during_analysis_then_the_worker_is_stopped(
     wait_until(settled(analysis), "the shared pool is idle")
     before = analysis.status()
     gone = threading.Event()
-    slow = _in_background(threads, _cancellable(analysis, SLOW_TEXT, gone))
+    slow = _in_background(threads, _cancellable(analysis, SLOW_BATCH, gone))
     wait_until(lambda: len(analysis.status().busy_pids) == 1, "the slow text is being analysed")
     victim = analysis.status().busy_pids[0]
     gone.set()
@@ -301,12 +280,12 @@ def test_when_the_client_goes_away_while_queued_then_the_job_is_dropped(
     before = analysis.status()
     holders = [threading.Event() for _ in range(analysis.workers)]
     running = [
-        _in_background(threads, _cancellable(analysis, SLOW_TEXT, event)) for event in holders
+        _in_background(threads, _cancellable(analysis, SLOW_BATCH, event)) for event in holders
     ]
     wait_until(lambda: analysis.status().busy == analysis.workers, "every worker is busy")
     busy_pids = analysis.status().busy_pids
     gone = threading.Event()
-    queued = _in_background(threads, _cancellable(analysis, TEXTS[0], gone))
+    queued = _in_background(threads, _cancellable(analysis, [TEXTS[0]], gone))
     wait_until(lambda: analysis.status().queued == 1, "the request waits for a worker")
     gone.set()
     with pytest.raises(AnalysisCancelledError):
@@ -336,3 +315,166 @@ def test_status_reports_the_pool(analysis: AnalysisExecutor) -> None:
     )
     assert len(status.pids) == 2
     assert all(pid != os.getpid() for pid in status.pids)
+
+
+# ------------------------------------------------------------------------------ one long text
+
+#: Sentences in which guard finds nothing: the space between the entities of the long texts.
+FILLER = (
+    "The order was packed and shipped on time, and the tracking page shows the latest "
+    "status of the parcel. "
+)
+
+
+def _with_entity_across_the_first_cut(settings: Settings) -> str:
+    """About 90 KB of filler with a name that the first window's cut falls inside."""
+    size = settings.analysis_window_chars
+    intro = "My name is Joseph "
+    room = size - 3 - len(intro)  # "Banter" starts 3 characters before the nominal edge
+    prefix = (FILLER * (size // len(FILLER) + 1))[:room]
+    prefix = prefix[: prefix.rfind(" ") + 1].ljust(room)
+    text = prefix + intro + "Banter, write to joseph.banter@example.com. " + FILLER * 700
+    cut = window_bounds(text, size=size, overlap=settings.analysis_window_overlap_chars)[0][1]
+    name = text.index("Joseph Banter")
+    assert name < cut < name + len("Joseph Banter")
+    return text
+
+
+def _long_texts(settings: Settings) -> list[str]:
+    return [
+        # chat prose: names, places, numbers in every window
+        (PROSE * 600)[:90_000],
+        _with_entity_across_the_first_cut(settings),
+        # allow-listed values (acme's own name, its tier names) beside real PII
+        (FILLER * 20 + "AcmeCorp Gold member Ann Smith, support@acme.example, 415-555-0100. ") * 40,
+    ]
+
+
+@pytest.fixture(scope="module")
+def tight_pair(settings: Settings) -> Iterator[AnalysisExecutor]:
+    """Two workers, no queue, a one-second budget: a long text is split between both."""
+    pool = AnalysisExecutor(settings, workers=2, queue=0, timeout_seconds=1.0)
+    try:
+        yield pool
+    finally:
+        pool.close()
+
+
+def test_when_a_long_text_goes_to_the_pool_then_each_worker_takes_a_part_and_results_match(
+    analysis: AnalysisExecutor, detector: Detector, settings: Settings
+) -> None:
+    for text in _long_texts(settings):
+        assert (
+            len(
+                window_bounds(
+                    text,
+                    size=settings.analysis_window_chars,
+                    overlap=settings.analysis_window_overlap_chars,
+                )
+            )
+            > 2
+        )
+        expected = detector.analyze(text, tenant="acme")
+        assert expected, "the sample must contain PII for the comparison to mean anything"
+        wait_until(settled(analysis), "the shared pool is idle")
+        before = analysis.status()
+        with capture_logs() as logs:
+            found = analysis.analyze(text, tenant="acme")
+        assert found == expected
+        after = analysis.status()
+        assert after.split_requests == before.split_requests + 1
+        assert after.split_parts == before.split_parts + 2
+        (split,) = [event for event in logs if event["event"] == "analysis.split"]
+        assert sorted(split["pids"]) == list(after.pids)
+        # no value of the text reaches the log line
+        assert "Ann" not in str(split)
+    # a batch of one text is that text: split too
+    text = _long_texts(settings)[1]
+    wait_until(settled(analysis), "the shared pool is idle")
+    before = analysis.status()
+    assert analysis.analyze_batch([text]) == [detector.analyze(text)]
+    assert analysis.status().split_parts == before.split_parts + 2
+
+
+def test_when_the_entity_across_the_cut_is_allow_listed_then_the_pool_drops_it_too(
+    analysis: AnalysisExecutor, detector: Detector, settings: Settings
+) -> None:
+    # the tenant's allow-list holds "Acme Corp": here it is a name the first cut falls inside
+    text = _with_entity_across_the_first_cut(settings).replace("Joseph Banter", "Acme Corp....")
+    value = text.index("Acme Corp")
+    wait_until(settled(analysis), "the shared pool is idle")
+    before = analysis.status()
+    found = analysis.analyze(text, tenant="acme")
+    assert analysis.status().split_parts == before.split_parts + 2
+    assert found == detector.analyze(text, tenant="acme")
+    assert not any(e.start < value + len("Acme Corp") and value < e.end for e in found)
+    # without the tenant's allow-list something is found there: the list did the dropping
+    unlisted = analysis.analyze(text)
+    assert unlisted == detector.analyze(text)
+    assert any(e.start < value + len("Acme Corp") and value < e.end for e in unlisted)
+
+
+def test_when_a_short_text_or_a_batch_is_analysed_then_it_is_not_split(
+    analysis: AnalysisExecutor, settings: Settings
+) -> None:
+    wait_until(settled(analysis), "the shared pool is idle")
+    before = analysis.status()
+    long_text = _long_texts(settings)[0]
+    analysis.analyze(TEXTS[0])
+    analysis.analyze_batch([long_text, TEXTS[0]])
+    assert analysis.status().split_requests == before.split_requests
+
+
+def test_when_a_split_text_runs_out_of_budget_then_every_worker_on_it_is_stopped(
+    tight_pair: AnalysisExecutor,
+) -> None:
+    wait_until(settled(tight_pair), "the tight pair is idle")
+    before = tight_pair.status()
+    with pytest.raises(AnalysisBudgetError):
+        tight_pair.analyze(SLOW_TEXT)
+    after = tight_pair.status()
+    assert after.over_budget == before.over_budget + 1  # one request, counted once
+    for pid in before.pids:
+        wait_until(partial(process_gone, pid), "a worker of the request has ended")
+    wait_until(settled(tight_pair), "replacement workers are ready")
+    after = tight_pair.status()
+    assert not set(after.pids) & set(before.pids)
+    assert after.worker_restarts == before.worker_restarts + 2
+    assert tight_pair.analyze(TEXTS[0])
+
+
+def test_when_the_client_leaves_a_split_text_then_every_worker_on_it_is_stopped(
+    analysis: AnalysisExecutor, threads: ThreadPoolExecutor
+) -> None:
+    wait_until(settled(analysis), "the shared pool is idle")
+    before = analysis.status()
+    gone = threading.Event()
+    slow = _in_background(threads, _cancellable(analysis, [SLOW_TEXT], gone))
+    wait_until(lambda: len(analysis.status().busy_pids) == 2, "both workers analyse the text")
+    gone.set()
+    with pytest.raises(AnalysisCancelledError):
+        slow.result()
+    for pid in before.pids:
+        wait_until(partial(process_gone, pid), "a worker of the request has ended")
+    wait_until(settled(analysis), "replacement workers are ready")
+    after = analysis.status()
+    assert after.cancelled == before.cancelled + 1
+    assert not set(after.pids) & set(before.pids)
+
+
+def test_when_a_worker_of_a_split_text_dies_then_the_request_fails_and_its_partner_stops(
+    analysis: AnalysisExecutor, threads: ThreadPoolExecutor
+) -> None:
+    wait_until(settled(analysis), "the shared pool is idle")
+    before = analysis.status()
+    slow = _in_background(threads, lambda: analysis.analyze(SLOW_TEXT))
+    wait_until(lambda: len(analysis.status().busy_pids) == 2, "both workers analyse the text")
+    os.kill(before.pids[0], signal.SIGKILL)
+    with pytest.raises(ServiceBusyError):
+        slow.result()
+    wait_until(lambda: process_gone(before.pids[1]), "the partner has been stopped")
+    wait_until(settled(analysis), "replacement workers are ready")
+    after = analysis.status()
+    assert after.worker_deaths == before.worker_deaths + 1
+    assert not set(after.pids) & set(before.pids)
+    assert analysis.analyze(TEXTS[0], tenant="acme")

@@ -10,8 +10,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from guard.detection.engine import WINDOW_MARGIN, Detector, window_bounds
-from guard.errors import ConfigurationError
+from guard.detection.engine import Detector
+from guard.detection.windows import WINDOW_MARGIN, split_windows, window_bounds
+from guard.errors import ConfigurationError, InvalidInputError
 
 if TYPE_CHECKING:
     from guard.config import Settings
@@ -230,3 +231,41 @@ def test_when_a_window_starts_inside_a_line_then_line_anchored_patterns_do_not_f
     text = 'Status: "ok" ' * 400
     assert len(window_bounds(text, size=WINDOW, overlap=OVERLAP)) > 3
     assert windowed.analyze(text) == detector.analyze(text)
+
+
+# ------------------------------------------------------- one long text in parts (the pool)
+
+
+@pytest.mark.parametrize(("count", "parts"), [(1, 1), (1, 4), (5, 2), (7, 3), (8, 8), (3, 0)])
+def test_when_windows_are_split_then_the_groups_are_contiguous_and_cover_them(
+    count: int, parts: int
+) -> None:
+    windows = [(i * 10, i * 10 + 15) for i in range(count)]
+    groups = split_windows(windows, parts)
+    assert len(groups) == max(1, min(parts, count))
+    assert [w for group in groups for w in group] == windows
+    sizes = [len(group) for group in groups]
+    assert max(sizes) - min(sizes) <= 1
+    assert min(sizes) >= 1
+
+
+def _long_text() -> str:
+    snippets = "".join(snippet for snippet, _, _ in ENTITIES)
+    return (FILLER * 9 + snippets) * 4
+
+
+@pytest.mark.parametrize("parts", [1, 2, 3])
+def test_when_a_text_is_analysed_in_parts_then_the_result_equals_analyze(
+    windowed: Detector, parts: int
+) -> None:
+    text = _long_text()
+    windows = windowed.window_spans(text)
+    assert len(windows) > 3
+    found = [c for group in split_windows(windows, parts) for c in windowed.candidates(text, group)]
+    assert windowed.finish(text, found, tenant="acme") == windowed.analyze(text, tenant="acme")
+    assert windowed.finish(text, found) == windowed.analyze(text)
+
+
+def test_when_windows_lie_outside_the_text_then_candidates_are_refused(windowed: Detector) -> None:
+    with pytest.raises(InvalidInputError, match="windows must lie inside the text"):
+        windowed.candidates("short text", [(0, 500)])
