@@ -13,7 +13,6 @@ import json
 import os
 import socket
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -27,36 +26,13 @@ from pydantic import SecretStr
 from guard.api.app import create_app
 from guard.api.services import build_services
 from guard.detection.executor import AnalysisExecutor
+from tests.fixtures.analysis import HANG_GUARD_SECONDS, SLOW_TEXT, settled, wait_until
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Iterator
     from pathlib import Path
 
     from guard.config import Settings
-
-PROSE = (
-    "Hi, this is Ann Smith again about order 5512. The parcel never arrived in Boston and "
-    "nobody called me back yesterday, so please sort out the refund today. "
-)
-SLOW_TEXT = (PROSE * (900_000 // len(PROSE) + 1))[:900_000]
-#: A guard against a hang, not a timing assertion.
-HANG_GUARD_SECONDS = 180.0
-
-
-def wait_until(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + HANG_GUARD_SECONDS
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"never happened: {what}")
-        time.sleep(0.02)
-
-
-def settled(pool: AnalysisExecutor) -> Callable[[], bool]:
-    def check() -> bool:
-        status = pool.status()
-        return status.ready == pool.workers and status.busy == 0 and status.starting == 0
-
-    return check
 
 
 @dataclass
