@@ -41,6 +41,7 @@ from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 
 from guard.access.throttle import RefusalThrottle
+from guard.api.middleware import REQUEST_ID_PATTERN, header_of
 from guard.api.problems import PROBLEM_CONTENT_TYPE, TYPE_PREFIX
 from guard.api.security import (
     AUDIT_STATE_KEY,
@@ -60,8 +61,6 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger(__name__)
 
-#: The request-id middleware's rule for a client's ``X-Request-ID`` (checked again here).
-_REQUEST_ID: Final = re.compile(r"[A-Za-z0-9._\-]{8,64}")
 _METHOD: Final = re.compile(r"[A-Za-z]{1,16}")
 _SLUG: Final = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 #: Problem bodies larger than this are not read for their slug (guard's are a few hundred bytes).
@@ -74,13 +73,6 @@ _SERVER_ERROR: Final = 500
 _CLIENT_ERROR: Final = 400
 _THROTTLED: Final = 429
 _DENIED: Final = frozenset({401, 403, 429})
-
-
-def _header(scope: Scope, name: bytes) -> str | None:
-    for key, value in scope.get("headers", []):
-        if key == name:
-            return str(value.decode("latin-1"))
-    return None
 
 
 class AuditMiddleware:
@@ -112,9 +104,9 @@ class AuditMiddleware:
             return
         state = scope.setdefault("state", {})
         request_id = state.get("request_id")
-        if not isinstance(request_id, str) or not _REQUEST_ID.fullmatch(request_id):
+        if not isinstance(request_id, str) or not REQUEST_ID_PATTERN.fullmatch(request_id):
             request_id = uuid.uuid4().hex
-        given = _header(scope, b"x-request-id")
+        given = header_of(scope, b"x-request-id")
         if given is not None and given == request_id:
             # the client chose this id (and any other client may choose it too): the events
             # get an id of guard's own, and the client's is kept beside it for correlation

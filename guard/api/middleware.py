@@ -25,7 +25,8 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger(__name__)
 
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._\-]{8,64}$")
+#: A client's ``X-Request-ID`` is kept only when it matches this (the audit checks it again).
+REQUEST_ID_PATTERN = re.compile(r"[A-Za-z0-9._\-]{8,64}")
 
 
 class RequestIdMiddleware:
@@ -44,8 +45,8 @@ class RequestIdMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        given = _header(scope, b"x-request-id")
-        request_id = given if given and _REQUEST_ID.match(given) else uuid.uuid4().hex
+        given = header_of(scope, b"x-request-id")
+        request_id = given if given and REQUEST_ID_PATTERN.fullmatch(given) else uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = request_id
 
         async def send_with_id(message: Message) -> None:
@@ -156,7 +157,7 @@ class BodyLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = _header(scope, b"content-length")
+        declared = header_of(scope, b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.limit:
             await send_problem(scope, send, 413, "input-too-large", _too_large(self.limit))
             return
@@ -228,7 +229,8 @@ class MetricsMiddleware:
             )
 
 
-def _header(scope: Scope, name: bytes) -> str | None:
+def header_of(scope: Scope, name: bytes) -> str | None:
+    """The first value of header ``name`` (lower case), decoded as Latin-1."""
     for key, value in scope.get("headers", []):
         if key == name:
             return str(value.decode("latin-1"))

@@ -43,7 +43,7 @@ import threading
 import time
 from collections import deque
 from contextvars import ContextVar
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from multiprocessing.connection import wait as wait_for_any
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
@@ -337,7 +337,7 @@ class AnalysisExecutor:
         """Workers ready, busy and queued, and the counters since start."""
         self._reap_idle()
         with self._lock:
-            counters = self._counters
+            counters = self._counters  # its fields are AnalysisStatus's counters
             return AnalysisStatus(
                 mode="processes",
                 workers=self.workers,
@@ -348,13 +348,7 @@ class AnalysisExecutor:
                 starting=self._starting,
                 pids=tuple(sorted(w.pid for w in self._live)),
                 busy_pids=tuple(sorted(w.pid for w in self._live if w not in self._idle)),
-                refused_busy=counters.refused_busy,
-                over_budget=counters.over_budget,
-                cancelled=counters.cancelled,
-                worker_deaths=counters.worker_deaths,
-                worker_restarts=counters.worker_restarts,
-                split_requests=counters.split_requests,
-                split_parts=counters.split_parts,
+                **asdict(counters),
             )
 
     def close(self) -> None:
