@@ -34,6 +34,7 @@ BLIND_INDEXES: dict[str, str] = {
     "email": "email_bi",
     "phone": "phone_bi",
     "account_id": "account_id_bi",
+    "full_name": "full_name_bi",
 }
 
 STATUS_ACTIVE = "active"
@@ -49,6 +50,7 @@ class CustomerRecord(Base):
         Index("ix_customer_records_tenant_email_bi", "tenant", "email_bi"),
         Index("ix_customer_records_tenant_phone_bi", "tenant", "phone_bi"),
         Index("ix_customer_records_tenant_account_id_bi", "tenant", "account_id_bi"),
+        Index("ix_customer_records_tenant_full_name_bi", "tenant", "full_name_bi"),
         Index("ix_customer_records_kek_version", "kek_version"),
     )
 
@@ -75,6 +77,9 @@ class CustomerRecord(Base):
     email_bi: Mapped[str | None] = mapped_column(String(64), nullable=True)
     phone_bi: Mapped[str | None] = mapped_column(String(64), nullable=True)
     account_id_bi: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    #: Over the normalised full name (see ``normalise_name``); NULL on rows written before
+    #: migration 0004 until ``guard records reindex`` has run.
+    full_name_bi: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
     def __repr__(self) -> str:
         return f"CustomerRecord(id={self.id!r}, tenant={self.tenant!r}, status={self.status!r})"

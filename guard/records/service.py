@@ -7,6 +7,12 @@ to another row, field or tenant fails to decrypt instead of showing the wrong cu
 Exact lookups use HMAC blind indexes keyed per tenant and field. Erasure deletes the wrapped
 data key: every copy of the record's ciphertext, backups included, becomes undecryptable.
 
+Blind indexes reveal equality, and the outgoing-message guard looks up identifiers found in a
+draft through them (:meth:`RecordService.match_identifiers`). Those lookups answer "which
+records hold this value", so they are bounded per call, return record ids and kinds only, and
+database errors propagate: a lookup that cannot run must make the caller fail closed, never
+read as "no match".
+
 Field AAD key version: ``field_key_version`` is the KEK version that wrapped the data key when
 the record was created. It is fixed for the record's life (rotation re-wraps the data key and
 changes ``kek_version`` only), and every field of the record is bound to it.
@@ -18,6 +24,8 @@ import base64
 import binascii
 import contextlib
 import json
+import time
+import unicodedata
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
@@ -41,12 +49,12 @@ from guard.records.models import (
     STATUS_ERASED,
     CustomerRecord,
 )
-from guard.records.repository import RecordRepository
+from guard.records.repository import MAX_MATCH_DIGESTS, RecordRepository
 from guard.records.views import VIEWS_FILENAME, ViewPolicy, load_view_policy
 from guard.storage.engine import session_scope
 
 if TYPE_CHECKING:
-    from collections.abc import Collection, Mapping
+    from collections.abc import Callable, Collection, Mapping, Sequence
 
     from sqlalchemy.orm import Session, sessionmaker
 
@@ -65,6 +73,26 @@ _INPUT_FIELDS = tuple(name for name in ENCRYPTED_FIELDS if name != "notes_redact
 NOTE_CHANNEL = "note"
 MAX_PAGE = 200
 MAX_SEARCH_RESULTS = 50
+#: Most distinct values one :meth:`RecordService.match_identifiers` call may look up.
+MAX_IDENTIFIER_LOOKUPS = MAX_MATCH_DIGESTS
+#: Nonspacing and enclosing marks: accents, cedillas, dots, vowel points (dropped from names).
+_DROPPED_MARKS = frozenset({"Mn", "Me"})
+#: Lower-case letters whose diacritic is part of the letter (no decomposition to strip), and
+#: ligatures, folded to what people type without them. Turkish dotless i must meet ``i``:
+#: an all-caps ``I`` case-folds to ``i``.
+_LETTER_FOLDS = str.maketrans(
+    {
+        "ł": "l",
+        "ø": "o",
+        "đ": "d",
+        "ð": "d",
+        "ħ": "h",
+        "ŧ": "t",
+        "\N{LATIN SMALL LETTER DOTLESS I}": "i",
+        "æ": "ae",
+        "œ": "oe",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -83,6 +111,46 @@ class DecryptedRecord:
     def __repr__(self) -> str:
         shown = sorted(k for k, v in self.fields.items() if v is not None)
         return f"DecryptedRecord(id={self.id!r}, status={self.status!r}, fields={shown!r})"
+
+
+@dataclass(frozen=True)
+class IndexMatch:
+    """An active record whose blind index of ``kind`` equals that of ``value``.
+
+    ``value`` is the caller's raw input that matched (to map back to its place in a text);
+    the repr leaves it out.
+    """
+
+    record_id: str
+    kind: str
+    value: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class Identification:
+    """Who a text's identifiers belong to, and the conversation customer's name.
+
+    The repr shows neither the name nor the matched values.
+    """
+
+    customer_name: str | None = field(repr=False)
+    matches: list[IndexMatch]
+
+
+@dataclass
+class BackfillReport:
+    """What a name-index backfill did. Failed entries are record ids (random UUIDs), never names."""
+
+    #: Records whose full_name_bi this run wrote.
+    indexed: int = 0
+    #: Changed or erased between read and write (the writer indexed it, or nothing is left).
+    skipped: int = 0
+    #: Names with no letter or digit: nothing to index; they stay NULL and are read again.
+    blank: int = 0
+    #: Records whose data key or name failed authentication: investigate these.
+    failed: list[str] = field(default_factory=list)
+    batches: int = 0
+    seconds: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -106,12 +174,49 @@ def normalise_phone(value: str, region: str) -> str:
     return "".join(ch for ch in value if ch.isdigit())
 
 
+def normalise_name(value: str) -> str:
+    """A full name's index form: equal for the same name however it is presented.
+
+    NFKC, case-folded, diacritics stripped (NFKD, nonspacing marks dropped, a few letters
+    with built-in strokes folded), invisible format characters (soft hyphen, zero-width
+    joiners) dropped, and every run of other characters that are not letters, digits or
+    spacing marks made one space, trimmed. ``"José  O'Brien"``, ``"jose o brien"`` and
+    ``"JOSE O\u2019BRIEN"`` (typographic apostrophe) are equal; ``"Jose Brien"`` is not.
+    Empty: nothing to index.
+
+    Exact match modulo presentation, not fuzzy: no nicknames, transliteration or homoglyph
+    folding (Cyrillic a, U+0430, is not Latin a).
+    """
+    text = unicodedata.normalize("NFKC", value).casefold()
+    # Case-folding can add marks (``İ`` becomes ``i`` + dot above), so decompose after it.
+    text = unicodedata.normalize("NFKD", text)
+    text = "".join(ch for ch in text if unicodedata.category(ch) not in _DROPPED_MARKS)
+    text = unicodedata.normalize("NFC", text).translate(_LETTER_FOLDS)
+    out: list[str] = []
+    gap = False
+    for ch in text:
+        category = unicodedata.category(ch)
+        if category[0] in "LNM":  # letters, digits, spacing marks (Indic vowel signs)
+            if gap and out:
+                out.append(" ")
+            gap = False
+            out.append(ch)
+        elif category != "Cf":  # format characters are invisible: not a word break
+            gap = True
+    return "".join(out)
+
+
 def normalise_for_index(kind: str, value: str, *, phone_region: str = "US") -> str:
-    """The form a blind index is computed over: case-folded email, E.164 phone, trimmed id."""
+    """The form a blind index is computed over.
+
+    Case-folded email, E.164 phone, :func:`normalise_name` for ``full_name``, trimmed id.
+    """
     if kind == "email":
         return value.strip().casefold()
     if kind == "phone":
         return normalise_phone(value, phone_region)
+    if kind == "full_name":
+        return normalise_name(value)
     return value.strip()
 
 
@@ -286,6 +391,88 @@ class RecordService:
             )
         return [self._decrypted(row, self._data_key(row), only=only) for row in rows]
 
+    def match_identifiers(
+        self, *, tenant: str, values: Mapping[str, Collection[str]]
+    ) -> list[IndexMatch]:
+        """Active records of ``tenant`` holding any of ``values``, through one indexed query.
+
+        ``values`` maps kinds (``email``, ``phone``, ``account_id``, ``full_name``) to raw
+        strings as found, e.g. in a draft message; each is normalised as stored values are
+        (phone numbers read with the configured region). One :class:`IndexMatch` per record,
+        kind and raw value that matched; values with nothing to index are ignored. At most
+        :data:`MAX_IDENTIFIER_LOOKUPS` distinct values per call. Database errors propagate:
+        callers fail closed.
+        """
+        return self.identify(tenant=tenant, values=values).matches
+
+    def identify(
+        self,
+        *,
+        tenant: str,
+        values: Mapping[str, Collection[str]],
+        customer_id: str | None = None,
+    ) -> Identification:
+        """:meth:`match_identifiers`, and the name of ``customer_id``, in one transaction.
+
+        The message guard's one trip to the database: who the identifiers of a draft belong
+        to, and the conversation customer's name (decrypted; only that field is loaded). A
+        ``customer_id`` that names no record of the tenant raises RecordNotFoundError, an erased
+        one RecordErasedError.
+        """
+        digests, raw_by_digest = self._digests(tenant, values)
+        if customer_id is None and not digests:
+            return Identification(customer_name=None, matches=[])
+        row = None
+        rows: list[tuple[str, str, str]] = []
+        with session_scope(self._factory) as session:
+            repo = RecordRepository(session)
+            if customer_id is not None:
+                row = repo.get_fields(customer_id, tenant=tenant, fields=("full_name",))
+                if row is None:
+                    raise RecordNotFoundError(f"no record {customer_id!r} in this tenant")
+                if row.status == STATUS_ERASED:
+                    raise RecordErasedError(f"record {customer_id!r} was erased")
+            if digests:
+                rows = repo.match_indexes(tenant=tenant, digests=digests)
+        name = None
+        if row is not None and row.full_name is not None:
+            name = self._decrypt(row, self._data_key(row), "full_name")
+        kind_of = {column: kind for kind, column in BLIND_INDEXES.items()}
+        matches = [
+            IndexMatch(record_id=record_id, kind=kind_of[column], value=raw)
+            for record_id, column, digest in rows
+            for raw in raw_by_digest[column, digest]
+        ]
+        return Identification(customer_name=name, matches=matches)
+
+    def _digests(
+        self, tenant: str, values: Mapping[str, Collection[str]]
+    ) -> tuple[dict[str, set[str]], dict[tuple[str, str], list[str]]]:
+        """Blind indexes of ``values`` per column, and the raw values behind each digest."""
+        raw_by_digest: dict[tuple[str, str], list[str]] = {}
+        digests: dict[str, set[str]] = {}
+        looked_up = 0
+        for kind, raws in values.items():
+            column = BLIND_INDEXES.get(kind)
+            if column is None:
+                raise RecordInputError(
+                    f"cannot look up {kind!r}; kinds are: {', '.join(BLIND_INDEXES)}"
+                )
+            if isinstance(raws, str):
+                raise TypeError(f"values of {kind!r} must be a collection of strings")
+            distinct = list(dict.fromkeys(raws))
+            looked_up += len(distinct)
+            if looked_up > MAX_IDENTIFIER_LOOKUPS:
+                raise RecordInputError(
+                    f"too many identifiers to look up at once (at most {MAX_IDENTIFIER_LOOKUPS})"
+                )
+            for raw in distinct:
+                digest = self._index(tenant, kind, raw)
+                if digest is not None:
+                    digests.setdefault(column, set()).add(digest)
+                    raw_by_digest.setdefault((column, digest), []).append(raw)
+        return digests, raw_by_digest
+
     def list_page(
         self, *, tenant: str, cursor: str | None = None, limit: int = 50
     ) -> RecordListPage:
@@ -299,6 +486,82 @@ class RecordService:
         last = records[-1] if len(rows) > limit else None
         next_cursor = encode_cursor(last.created_at, last.id) if last is not None else None
         return RecordListPage(records=records, next_cursor=next_cursor)
+
+    # ----------------------------------------------------------------------- backfill
+
+    def count_unindexed_names(self) -> int:
+        """Active records (every tenant) with a full name but no name index yet."""
+        with session_scope(self._factory) as session:
+            return RecordRepository(session).count_unindexed_names()
+
+    def backfill_name_index(
+        self,
+        batch_size: int = 500,
+        progress: Callable[[int], None] | None = None,
+        *,
+        report: BackfillReport | None = None,
+    ) -> BackfillReport:
+        """Index the full names of records written before the name index existed, resumably.
+
+        Batches in id order: each is read in one short transaction, decrypted outside any,
+        and written in another, row by row compare-and-set (a row changed or erased meanwhile
+        is skipped; its writer keeps the index current). Killed halfway, a second run takes
+        only rows still unindexed. A record failing authentication is listed in
+        ``report.failed`` and the run goes on. ``progress`` gets the number of rows of each
+        finished batch; ``report`` (filled in place) keeps the counts of an interrupted run.
+        """
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        report = report if report is not None else BackfillReport()
+        started = time.perf_counter()
+        last_id = ""
+        try:
+            while True:
+                with session_scope(self._factory) as session:
+                    rows = RecordRepository(session).unindexed_names(
+                        after=last_id, limit=batch_size
+                    )
+                if not rows:
+                    return report
+                last_id = rows[-1].id
+                writes = self._name_digests(rows, report)
+                if writes:
+                    with session_scope(self._factory, write=True) as session:
+                        repo = RecordRepository(session)
+                        stored = sum(
+                            repo.set_full_name_index(record_id, full_name=ciphertext, digest=digest)
+                            for record_id, ciphertext, digest in writes
+                        )
+                    report.indexed += stored
+                    report.skipped += len(writes) - stored
+                report.batches += 1
+                if progress is not None:
+                    progress(len(rows))
+                if len(rows) < batch_size:
+                    return report
+        finally:
+            report.seconds = time.perf_counter() - started
+
+    def _name_digests(
+        self, rows: Sequence[CustomerRecord], report: BackfillReport
+    ) -> list[tuple[str, bytes, str]]:
+        """(record id, full_name ciphertext, digest) for each row whose name indexes."""
+        writes: list[tuple[str, bytes, str]] = []
+        for row in rows:
+            ciphertext = row.full_name
+            if ciphertext is None:  # pragma: no cover - filtered by the query
+                continue
+            try:
+                name = self._decrypt(row, self._data_key(row), "full_name")
+            except RecordIntegrityError:
+                report.failed.append(row.id)
+                continue
+            digest = self._index(row.tenant, "full_name", name)
+            if digest is None:
+                report.blank += 1
+            else:
+                writes.append((row.id, ciphertext, digest))
+        return writes
 
     # ------------------------------------------------------------------------ helpers
 
@@ -398,6 +661,8 @@ class RecordService:
             row.account_id_bi = self._index_or_none(
                 row.tenant, "account_id", account.get("account_id")
             )
+        if "full_name" in values:
+            row.full_name_bi = self._index_or_none(row.tenant, "full_name", values["full_name"])
 
     def _index_or_none(self, tenant: str, kind: str, value: str | None) -> str | None:
         return None if value is None else self._index(tenant, kind, value)

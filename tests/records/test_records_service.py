@@ -17,7 +17,7 @@ from guard.records.errors import (
     RecordIntegrityError,
     RecordNotFoundError,
 )
-from guard.records.models import ENCRYPTED_FIELDS
+from guard.records.models import BLIND_INDEXES, ENCRYPTED_FIELDS
 from guard.records.repository import SqlDataKeyStore
 from guard.records.schemas import RecordCreate, RecordUpdate
 from guard.records.service import normalise_for_index
@@ -250,7 +250,7 @@ def test_when_erased_then_no_key_decrypts_the_ciphertext_and_a_tombstone_remains
     assert stored_map["created_at"] is not None
     for column in (*ENCRYPTED_FIELDS, "wrapped_key", "kek_version", "field_key_version"):
         assert stored_map[column] is None, column
-    for column in ("email_bi", "phone_bi", "account_id_bi"):
+    for column in BLIND_INDEXES.values():
         assert stored_map[column] is None, column
     with pytest.raises(RecordErasedError):
         records.read(tenant="acme", record_id=record_id)
