@@ -35,7 +35,7 @@ from guard.detection.recognizers.base import (
     regex_timed_out,
 )
 from guard.errors import PolicyError
-from guard.policyfiles import read_policy_yaml
+from guard.policyfiles import describe_validation_error, read_policy_yaml
 
 if TYPE_CHECKING:
     import sre_parse as _parser  # the typed name of the module below
@@ -153,19 +153,19 @@ class TenantsFile(BaseModel):
 
 def _describe(path: Path, data: Any, exc: ValidationError) -> str:  # noqa: ANN401
     """Name the bad entry by its index and, where it has one, its name."""
-    problems = []
-    for error in exc.errors():
-        loc = error["loc"]
-        where = ".".join(str(p) for p in loc)
+
+    def where(loc: Sequence[int | str]) -> str:
+        place = ".".join(str(p) for p in loc)
         if len(loc) >= 2 and loc[0] == "recognizers" and isinstance(loc[1], int):  # noqa: PLR2004
             try:
                 name = data["recognizers"][loc[1]].get("name")
             except (KeyError, IndexError, TypeError, AttributeError):
                 name = None
             if name:
-                where = f"recognizer {name!r} ({where})"
-        problems.append(f"{where}: {error['msg']}")
-    return f"{path}: " + "; ".join(problems)
+                place = f"recognizer {name!r} ({place})"
+        return place
+
+    return describe_validation_error(path, exc, where=where)
 
 
 def load_recognizers_file(path: Path) -> RecognizersFile:

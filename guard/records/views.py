@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from guard.policyfiles import read_policy_yaml
+from guard.policyfiles import describe_validation_error, read_policy_yaml
 from guard.records.errors import ViewPolicyError
 from guard.redaction.operators import (
     MaskOperator,
@@ -225,20 +225,12 @@ def _transform(name: str, rule: FieldRule, value: Any, *, tenant: str, keys: Red
     return one(value, entity_type)
 
 
-def _describe(source: Path, exc: ValidationError) -> str:
-    problems = []
-    for error in exc.errors():
-        where = ".".join(str(part) for part in error["loc"]) or "(top level)"
-        problems.append(f"{where}: {error['msg']}")
-    return f"{source}: " + "; ".join(problems)
-
-
 def parse_view_policy(data: object, *, source: Path) -> ViewPolicy:
     """Validate parsed YAML into a :class:`ViewPolicy`; errors name the entry."""
     try:
         return ViewPolicy(ViewPolicySpec.model_validate(data))
     except ValidationError as exc:
-        raise ViewPolicyError(_describe(source, exc)) from None
+        raise ViewPolicyError(describe_validation_error(source, exc)) from None
 
 
 def load_view_policy(path: Path) -> ViewPolicy:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from guard.errors import InvalidInputError, PolicyError
-from guard.policyfiles import read_policy_yaml
+from guard.policyfiles import describe_validation_error, read_policy_yaml
 from guard.redaction.operators import (
     Operator,
     OperatorParamsError,
@@ -180,15 +180,6 @@ class RedactionPolicy:
         return f"RedactionPolicy(channels={self.channels!r}, field_rules={len(self._field_rules)})"
 
 
-def _describe(source: str, exc: ValidationError) -> str:
-    problems = []
-    for error in exc.errors():
-        where = ".".join(str(part) for part in error["loc"]) or "(top level)"
-        message = error["msg"].removeprefix("Value error, ")
-        problems.append(f"{where}: {message}")
-    return f"{source}: " + "; ".join(problems)
-
-
 def parse_redaction_policy(
     data: object, *, source: str = "redaction policy", registry: OperatorRegistry | None = None
 ) -> RedactionPolicy:
@@ -196,7 +187,7 @@ def parse_redaction_policy(
     try:
         spec = RedactionPolicyFile.model_validate(data)
     except ValidationError as exc:
-        raise PolicyError(_describe(source, exc)) from None
+        raise PolicyError(describe_validation_error(source, exc)) from None
     return RedactionPolicy.from_spec(spec, source=source, registry=registry)
 
 
