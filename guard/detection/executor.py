@@ -61,7 +61,7 @@ from guard.errors import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator, Sequence
+    from collections.abc import Callable, Iterable, Iterator, Sequence
     from multiprocessing.connection import Connection
     from multiprocessing.process import BaseProcess
 
@@ -155,6 +155,40 @@ def cancel_when(event: threading.Event) -> Iterator[None]:
         yield
     finally:
         _CANCEL.reset(token)
+
+
+_MEANWHILE: ContextVar[list[Callable[[], None]] | None] = ContextVar(
+    "guard_analysis_meanwhile", default=None
+)
+
+
+@contextlib.contextmanager
+def meanwhile(task: Callable[[], None]) -> Iterator[None]:
+    """Run ``task`` in this thread while the next analysis started here runs in a worker.
+
+    The pool sends the text to a worker, runs ``task``, then waits for the reply: the caller's
+    own work (the message guard's database lookup) overlaps the NER instead of following it,
+    in one thread (no second thread competing for the GIL). ``task`` runs at most once, and
+    not at all when no job reaches a worker (in-process analysis, a refusal): callers check
+    and run it themselves. It should not raise; if it does, the error is logged by type and
+    the analysis goes on.
+    """
+    token = _MEANWHILE.set([task])
+    try:
+        yield
+    finally:
+        _MEANWHILE.reset(token)
+
+
+def _run_meanwhile() -> None:
+    pending = _MEANWHILE.get()
+    if not pending:
+        return
+    task = pending.pop()
+    try:
+        task()
+    except Exception as exc:  # noqa: BLE001 - the analysis must not fail for the caller's task
+        log.warning("analysis.meanwhile_failed", error=type(exc).__name__)
 
 
 def _cancelled(event: threading.Event | None) -> bool:
@@ -723,6 +757,7 @@ def _collect(
             worker.conn.send(job)
         except (OSError, ValueError) as exc:  # broken pipe: the worker is gone
             raise _WorkerStoppedError(worker) from exc
+    _run_meanwhile()  # the caller's own work, while the workers analyse
     while running:
         remaining = deadline - time.monotonic()
         if remaining <= 0:

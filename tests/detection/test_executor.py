@@ -26,6 +26,7 @@ from guard.detection.executor import (
     AnalysisStatus,
     InProcessAnalysis,
     cancel_when,
+    meanwhile,
 )
 from guard.detection.windows import window_bounds
 from guard.errors import (
@@ -112,6 +113,43 @@ def test_when_analysed_in_process_then_results_equal_the_detectors(detector: Det
     gone.set()
     with cancel_when(gone), pytest.raises(AnalysisCancelledError):
         in_process.analyze(TEXTS[0])
+
+
+def test_when_the_caller_has_work_meanwhile_then_it_runs_once_while_the_worker_analyses(
+    analysis: AnalysisExecutor, detector: Detector
+) -> None:
+    seen: list[int] = []
+    with meanwhile(lambda: seen.append(analysis.status().busy)):
+        found = analysis.analyze(TEXTS[0], tenant="acme")
+    assert found == detector.analyze(TEXTS[0], tenant="acme")
+    assert len(seen) == 1
+    assert seen[0] >= 1, "the task ran while the text was in a worker"
+    # outside the block nothing is left to run
+    assert analysis.analyze(TEXTS[0], tenant="acme") == found
+    assert len(seen) == 1
+
+
+def test_when_the_meanwhile_task_fails_then_the_analysis_still_answers(
+    analysis: AnalysisExecutor, detector: Detector
+) -> None:
+    def broken() -> None:
+        raise RuntimeError("a secret value must not reach the log")
+
+    with capture_logs() as logs, meanwhile(broken):
+        found = analysis.analyze(TEXTS[0], tenant="acme")
+    assert found == detector.analyze(TEXTS[0], tenant="acme")
+    (event,) = [e for e in logs if e["event"] == "analysis.meanwhile_failed"]
+    assert event["error"] == "RuntimeError"
+    assert "secret" not in str(logs)
+
+
+def test_when_analysed_in_process_then_the_meanwhile_task_is_left_to_the_caller(
+    detector: Detector,
+) -> None:
+    seen: list[str] = []
+    with meanwhile(lambda: seen.append("ran")):
+        InProcessAnalysis(detector).analyze(TEXTS[0], tenant="acme")
+    assert seen == []
 
 
 # ------------------------------------------------------------------------------ errors
