@@ -78,12 +78,16 @@ def _register_groups() -> None:
     """Command groups that live with their capability (access, audit)."""
     from guard.access.cli import policies, principals  # noqa: PLC0415
     from guard.audit.cli import audit  # noqa: PLC0415
+    from guard.messages.cli import messages  # noqa: PLC0415
+    from guard.records.cli import records  # noqa: PLC0415
     from guard.records.keys_cli import keys  # noqa: PLC0415
 
     main.add_command(principals)
     main.add_command(policies)
     main.add_command(audit)
     main.add_command(keys)
+    main.add_command(records)
+    main.add_command(messages)
 
 
 # --------------------------------------------------------------------------- serve
@@ -207,7 +211,8 @@ def models_status(settings: Settings) -> None:
 # --------------------------------------------------------------------------- redact
 
 
-def _read_text_input(source: str) -> str:
+def read_text_input(source: str) -> str:
+    """FILE's text, or standard input's for ``-``: UTF-8, no NUL bytes, else a clear error."""
     if source == "-":
         data = sys.stdin.buffer.read()
         name = "standard input"
@@ -258,7 +263,7 @@ def redact(
     """Redact PII in FILE (or standard input) and print the result."""
     from guard.redaction import Redactor  # noqa: PLC0415
 
-    text = _read_text_input(source)
+    text = read_text_input(source)
     _check_size(settings, text, "input")
     redactor = Redactor(settings=settings)
     detector = _detector(settings)
@@ -306,7 +311,7 @@ def reveal(settings: Settings, source: str, tenant: str) -> None:
     """Turn reversible tokens in FILE (or standard input) back into their values."""
     from guard.redaction import Redactor  # noqa: PLC0415
 
-    text = _read_text_input(source)
+    text = read_text_input(source)
     _check_size(settings, text, "input")
     click.echo(Redactor(settings=settings).reveal_text(text, tenant=tenant), nl=False)
 

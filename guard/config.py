@@ -51,6 +51,10 @@ class Settings(BaseSettings):
 
     #: Texts longer than this are rejected rather than analysed (bytes of UTF-8).
     max_text_bytes: int = Field(default=1_000_000, gt=0)
+    #: An outgoing message or note longer than this (characters) is refused with 413 before any
+    #: lookup: a message is checked as one piece against the blind indexes (100,000: the
+    #: longest note a record holds).
+    max_message_chars: int = Field(default=100_000, gt=0)
     #: Texts longer than this (characters) are analysed in windows of at most this size, so
     #: the time and memory of one NER pass are bounded whatever the text (20,000: see
     #: bench/README.md, "Hostile input"). Must be at least twice the overlap.

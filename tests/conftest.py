@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import uuid
 import warnings
 from typing import TYPE_CHECKING
@@ -51,6 +52,21 @@ def analysis(settings: Settings) -> Iterator[AnalysisExecutor]:
         yield pool
     finally:
         pool.close()
+
+
+@pytest.fixture
+def network_attempts(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """Every socket connection or name lookup now fails; the list records each attempt."""
+    attempts: list[object] = []
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        attempts.append((args, kwargs))
+        raise OSError("network is blocked in this test")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+    return attempts
 
 
 @pytest.fixture

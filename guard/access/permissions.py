@@ -30,6 +30,7 @@ OBJECT_ACTIONS: Final[Mapping[str, frozenset[str]]] = MappingProxyType(
         "policy": frozenset({"reload", "check"}),
         "principal": frozenset({"manage"}),
         "records": frozenset({"create", "read", "update", "search", "list", "erase", "reveal"}),
+        "messages": frozenset({"check"}),
     }
 )
 
@@ -50,6 +51,8 @@ RECORDS_LIST: Final = Permission("list", "records")
 RECORDS_ERASE: Final = Permission("erase", "records")
 #: The full clear record, past the role's view; every use is audited with its reason.
 RECORDS_REVEAL: Final = Permission("reveal", "records")
+#: Check an outgoing message or note before it is sent (other customers' data, secrets, tone).
+MESSAGES_CHECK: Final = Permission("check", "messages")
 
 #: Every permission, in a stable order.
 ALL_PERMISSIONS: Final = tuple(

@@ -113,8 +113,10 @@ def _include_optional_routers(app: FastAPI) -> None:
     """Routers of capabilities that ship their own endpoints (audit review, administration)."""
     from guard.access.endpoints import router as access_router  # noqa: PLC0415
     from guard.audit.endpoints import router as audit_router  # noqa: PLC0415
+    from guard.messages.endpoints import router as messages_router  # noqa: PLC0415
     from guard.records.endpoints import router as records_router  # noqa: PLC0415
 
     app.include_router(audit_router)
     app.include_router(access_router)
     app.include_router(records_router)
+    app.include_router(messages_router)

@@ -86,6 +86,12 @@ def _statuses(path: str, operation: dict[str, Any], *, protected: bool) -> set[i
             statuses.add(410)
     if path == "/readyz":
         statuses.add(503)
+    # errors a route declares itself (``responses={404: ...}``): documented as problems too
+    statuses |= {
+        int(code)
+        for code in operation.get("responses", {})
+        if code.isdigit() and int(code) >= 400  # noqa: PLR2004 - the first error status
+    }
     return statuses
 
 

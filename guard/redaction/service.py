@@ -142,8 +142,13 @@ class Redactor:
         channel: str = "message",
         tenant: str = "default",
         scope: str = "",
+        overrides: Mapping[tuple[int, int], Operator] | None = None,
     ) -> RedactionResult:
-        """Replace every entity in ``text`` as the channel's policy says."""
+        """Replace every entity in ``text`` as the channel's policy says.
+
+        ``overrides``: the operator for particular entities, by ``(start, end)``, in place of
+        the channel's (the message guard applies its own-data rules this way).
+        """
         rules = self.policy.rules_for(channel)
         if not tenant:
             raise InvalidInputError("tenant must not be empty")
@@ -155,7 +160,9 @@ class Redactor:
         cursor = 0
         out_len = 0
         for entity in ordered:
-            operator = rules.operator_for(entity.entity_type)
+            operator = (overrides or {}).get((entity.start, entity.end)) or rules.operator_for(
+                entity.entity_type
+            )
             replacement = self._apply(
                 operator, text[entity.start : entity.end], entity.entity_type, tenant, scope
             )

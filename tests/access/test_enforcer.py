@@ -50,6 +50,7 @@ GRANTS: dict[str, set[Permission]] = {
         perm.RECORDS_UPDATE,
         perm.RECORDS_SEARCH,
         perm.RECORDS_LIST,
+        perm.MESSAGES_CHECK,
     },
     "analyst": {perm.REDACT, perm.DETECT, perm.RECORDS_READ, perm.RECORDS_LIST},
     "compliance_officer": {

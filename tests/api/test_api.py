@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from guard.config import Settings
-    from tests.api.conftest import Api
+    from tests.fixtures.api import Api
 
 PII = {
     "name": "Joseph Banter",
@@ -322,6 +322,7 @@ def _exercise_records(api: Api) -> None:
         ("DELETE", f"/v1/records/{record_id}", None, "admin"),
         ("GET", f"/v1/records/{record_id}", None, "agent"),
     ]
+    _exercise_messages(api, record_id)
     for method, path, body, role in calls:
         response = api.client.request(method, path, json=body, headers=api.headers(role))
         assert response.status_code < 500, response.text
@@ -404,3 +405,23 @@ def test_when_the_keyring_is_gone_then_the_service_is_not_ready(api: Api) -> Non
     api.settings.keyring_file.unlink()
     not_ready = is_problem(api.client.get("/readyz"), 503, "unavailable")
     assert not_ready["checks"]["keys"] == "unavailable (KeyConfigurationError)"  # type: ignore[index]
+
+
+def _exercise_messages(api: Api, record_id: str) -> None:
+    """The message guard: own data, a block for the same data with no customer, a 404."""
+    bodies: list[dict[str, object]] = [
+        {"text": CHAT, "customer_id": record_id, "customer_last_message": CHAT},
+        {"text": CHAT, "channel": "note", "customer_id": record_id},
+        {"text": CHAT},  # nobody's conversation: the record's data blocks
+        {"text": CHAT, "customer_id": PII["email"]},  # not an id: 404, audited hashed
+        {"text": CHAT, "customer_id": record_id, "conversation_id": PII["phone"]},
+    ]
+    verdicts = []
+    for body in bodies:
+        response = api.client.post("/v1/messages/check", json=body, headers=api.headers("agent"))
+        assert response.status_code < 500, response.text
+        verdicts.append(response.json().get("verdict"))
+        if response.json().get("verdict") == "block":
+            for value in PII.values():
+                assert value not in response.text
+    assert verdicts[2] == "block"

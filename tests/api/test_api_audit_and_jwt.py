@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
     from guard.config import Settings
     from guard.detection.engine import Detector
-    from tests.api.conftest import Api
+    from tests.fixtures.api import Api
 
 SECRET = "s" * 48
 

@@ -26,7 +26,7 @@ from guard.audit.cli import audit as audit_cli
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-    from tests.api.conftest import Api, OpenApi
+    from tests.fixtures.api import Api, OpenApi
 
 EMAIL = "joe@example.org"
 BAD_KEY = "gk_AAAAAAAA_" + "x" * 43

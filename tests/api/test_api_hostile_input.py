@@ -29,7 +29,7 @@ from guard.logging import configure_logging
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-    from tests.api.conftest import Api
+    from tests.fixtures.api import Api
 
 EMAIL = "joe@example.org"
 SURROGATE = b"x \\ud800 y"

@@ -27,7 +27,7 @@ from schemathesis.specs.openapi.checks import (
 if TYPE_CHECKING:
     from schemathesis import APIOperation, Case
 
-    from tests.api.conftest import Api
+    from tests.fixtures.api import Api
 
 #: Generated requests per operation (and database): the whole test stays around a minute.
 EXAMPLES_PER_OPERATION = 12
