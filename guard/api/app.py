@@ -48,8 +48,12 @@ def create_app(
 ) -> FastAPI:
     """Build the app; ``services`` or ``detector`` may be given (tests share one model)."""
     built = services is None
+    settings = services.settings if services is not None else settings or get_settings()
+    # policies that stop start-up when wrong, before any worker starts (the services load the
+    # redaction policy first thing too)
+    message_policies = _message_policies(settings)
     if services is None:
-        services = build_services(settings or get_settings(), detector=detector)
+        services = build_services(settings, detector=detector)
     # docs from guard's own files (install_docs), no ReDoc: nothing is loaded from a CDN
     app = FastAPI(
         title="guard",
@@ -61,6 +65,7 @@ def create_app(
         lifespan=_closing(services) if built else None,
     )
     app.state.services = services
+    app.state.message_policies = message_policies
     install_problem_handlers(app)
     app.include_router(health_router)
     app.include_router(redaction_router)
@@ -107,6 +112,12 @@ def _closing(services: Services) -> Callable[[FastAPI], AbstractAsyncContextMana
             await anyio.to_thread.run_sync(services.close)
 
     return lifespan
+
+
+def _message_policies(settings: Settings) -> object:
+    from guard.messages.endpoints import load_message_policies  # noqa: PLC0415 - with its router
+
+    return load_message_policies(settings)
 
 
 def _include_optional_routers(app: FastAPI) -> None:

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import shutil
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from guard.api.app import create_app
 from guard.errors import PolicyError
 from guard.messages.policy import POLICY_FILENAME, load_message_policy, parse_message_policy
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from guard.config import Settings
 
 
@@ -56,3 +60,21 @@ def test_when_an_entry_is_wrong_then_the_error_names_it(data: dict[str, Any], na
         parse_message_policy(data, source="messages.yaml")
     assert named in caught.value.message
     assert caught.value.message.startswith("messages.yaml: ")
+
+
+def test_when_a_message_or_tone_policy_is_wrong_then_the_app_does_not_start(
+    settings: Settings, tmp_path: Path
+) -> None:
+    policies = tmp_path / "policies"
+    shutil.copytree(settings.policies_dir, policies)
+    broken = settings.model_copy(update={"policies_dir": policies})
+    (policies / "messages.yaml").write_text(
+        "version: 1\nsecrets: [PASSWORD]\nchannels: {message: {own: {phone: {operator: maks}}}}\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(PolicyError, match=r"channels\.message\.own\.phone: unknown operator"):
+        create_app(broken)
+    shutil.copy(settings.policies_dir / "messages.yaml", policies / "messages.yaml")
+    (policies / "tone.yaml").write_text("version: 1\ncategories: {}\nsurprise: 1\n", "utf-8")
+    with pytest.raises(PolicyError, match=r"tone\.yaml"):
+        create_app(broken)
