@@ -35,13 +35,21 @@ run: setup
 demo: setup
 	$(BIN)/guard redact --tenant acme --show-entities examples/conversation.txt
 
+# demo-proxy: the demo CRM (examples/crm, 127.0.0.1:8481) in the background, guard in front of it.
+.PHONY: demo-proxy
+demo-proxy: setup
+	export GUARD_UPSTREAM_CRM_TOKEN="$${GUARD_UPSTREAM_CRM_TOKEN:-demo-crm-token}"; \
+	CRM_TOKEN="$$GUARD_UPSTREAM_CRM_TOKEN" $(BIN)/python -m examples.crm --port 8481 & crm=$$!; \
+	trap 'kill $$crm 2>/dev/null' EXIT INT TERM; \
+	$(BIN)/guard serve
+
 test: setup $(SOFTHSM)
 	$(MAKE) --no-print-directory lint
 	$(BIN)/pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check guard tests bench
-	$(BIN)/ruff format --check guard tests bench
+	$(BIN)/ruff check guard tests bench examples
+	$(BIN)/ruff format --check guard tests bench examples
 	$(BIN)/mypy
 
 bench: setup

@@ -79,6 +79,7 @@ def _register_groups() -> None:
     from guard.access.cli import policies, principals  # noqa: PLC0415
     from guard.audit.cli import audit  # noqa: PLC0415
     from guard.messages.cli import messages  # noqa: PLC0415
+    from guard.proxy.cli import tools  # noqa: PLC0415
     from guard.records.cli import records  # noqa: PLC0415
     from guard.records.keys_cli import keys  # noqa: PLC0415
 
@@ -88,6 +89,7 @@ def _register_groups() -> None:
     main.add_command(keys)
     main.add_command(records)
     main.add_command(messages)
+    main.add_command(tools)
 
 
 # --------------------------------------------------------------------------- serve

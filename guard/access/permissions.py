@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Final
@@ -31,6 +32,8 @@ OBJECT_ACTIONS: Final[Mapping[str, frozenset[str]]] = MappingProxyType(
         "principal": frozenset({"manage"}),
         "records": frozenset({"create", "read", "update", "search", "list", "erase", "reveal"}),
         "messages": frozenset({"check"}),
+        # the tool proxy at all (list, call); each tool is its own object, tool:<name>, below
+        "tools": frozenset({"list", "call"}),
     }
 )
 
@@ -54,12 +57,27 @@ RECORDS_REVEAL: Final = Permission("reveal", "records")
 #: Check an outgoing message or note before it is sent (other customers' data, secrets, tone).
 MESSAGES_CHECK: Final = Permission("check", "messages")
 
+#: See the tools the caller may call (``GET /v1/tools``, MCP ``tools/list``).
+TOOLS_LIST: Final = Permission("list", "tools")
+#: Use the tool proxy; each call also needs ``call`` on the tool's own object (:func:`tool`).
+TOOLS_CALL: Final = Permission("call", "tools")
+#: A tool's object: ``tool:<name>`` (names as in policies/tools.yaml).
+TOOL_OBJECT_PREFIX: Final = "tool:"
+_TOOL_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
+
 #: Every permission, in a stable order.
 ALL_PERMISSIONS: Final = tuple(
     sorted(Permission(action, obj) for obj, actions in OBJECT_ACTIONS.items() for action in actions)
 )
 
 
+def tool(name: str) -> Permission:
+    """The permission to call the tool ``name`` (object ``tool:<name>``, action ``call``)."""
+    return Permission("call", TOOL_OBJECT_PREFIX + name)
+
+
 def is_known(action: str, obj: str) -> bool:
-    """Whether ``action`` on ``obj`` is a permission guard defines."""
+    """Whether ``action`` on ``obj`` is a permission guard defines (``tool:<name>``: ``call``)."""
+    if obj.startswith(TOOL_OBJECT_PREFIX):
+        return action == "call" and _TOOL_NAME.fullmatch(obj[len(TOOL_OBJECT_PREFIX) :]) is not None
     return action in OBJECT_ACTIONS.get(obj, frozenset())

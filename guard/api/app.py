@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
     from guard.config import Settings
     from guard.detection.engine import Detector
+    from guard.proxy.mcp_front import McpFrontDoor
 
 DESCRIPTION = """guard sits between customer-service agents and customer data: it redacts PII
 in outgoing text, enforces role-based access with Casbin, and writes a tamper-evident audit
@@ -52,8 +53,10 @@ def create_app(
     # policies that stop start-up when wrong, before any worker starts (the services load the
     # redaction policy first thing too)
     message_policies = _message_policies(settings)
+    tool_policy = _tool_policy(settings)
     if services is None:
         services = build_services(settings, detector=detector)
+    mcp = _mcp_front_door(services.settings)
     # docs from guard's own files (install_docs), no ReDoc: nothing is loaded from a CDN
     app = FastAPI(
         title="guard",
@@ -61,16 +64,20 @@ def create_app(
         description=DESCRIPTION,
         docs_url=None,
         redoc_url=None,
-        # what the app built (the analysis workers above all) it stops; given services not
-        lifespan=_closing(services) if built else None,
+        # what the app built (the analysis workers above all) it stops; given services not.
+        # The MCP door's session manager runs for the app's lifetime either way.
+        lifespan=_closing(services if built else None, mcp),
     )
     app.state.services = services
     app.state.message_policies = message_policies
+    app.state.tool_policy = tool_policy
     install_problem_handlers(app)
     app.include_router(health_router)
     app.include_router(redaction_router)
     app.include_router(detection_router)
     _include_optional_routers(app)
+    # /mcp: a mount that authenticates and authorizes each request itself (guard/proxy/mcp_front)
+    app.router.routes.append(mcp.route)
     install_openapi(app)
     install_docs(app)
     # add_middleware wraps: the last added is the outermost. Outermost first: ids for
@@ -101,17 +108,35 @@ def create_served_app() -> FastAPI:
     return create_app(settings)
 
 
-def _closing(services: Services) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
-    """A lifespan that closes ``services`` (stops the analysis workers) at shutdown."""
+def _closing(
+    services: Services | None, mcp: McpFrontDoor
+) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """A lifespan that closes, at shutdown, what the app opened and what it built.
+
+    Opened on first use: the tool proxy's upstream connections. Built: ``services`` (the
+    analysis workers), when the app made them rather than being given them. The MCP door's
+    session manager runs for the app's lifetime (its handlers run in its task group).
+    """
 
     @asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         try:
-            yield
+            async with mcp.running():  # the MCP door's session manager (its task group)
+                yield
         finally:
-            await anyio.to_thread.run_sync(services.close)
+            tools = getattr(app.state, "tools", None)
+            if tools is not None:
+                await anyio.to_thread.run_sync(tools.close)
+            if services is not None:
+                await anyio.to_thread.run_sync(services.close)
 
     return lifespan
+
+
+def _mcp_front_door(settings: Settings) -> McpFrontDoor:
+    from guard.proxy.mcp_front import McpFrontDoor  # noqa: PLC0415 - with the tools router
+
+    return McpFrontDoor(settings)
 
 
 def _message_policies(settings: Settings) -> object:
@@ -120,14 +145,23 @@ def _message_policies(settings: Settings) -> object:
     return load_message_policies(settings)
 
 
+def _tool_policy(settings: Settings) -> object:
+    from guard.access.principals import ROLES  # noqa: PLC0415
+    from guard.proxy.policy import TOOLS_FILENAME, load_tool_policy  # noqa: PLC0415
+
+    return load_tool_policy(settings.policies_dir / TOOLS_FILENAME, roles=ROLES)
+
+
 def _include_optional_routers(app: FastAPI) -> None:
     """Routers of capabilities that ship their own endpoints (audit review, administration)."""
     from guard.access.endpoints import router as access_router  # noqa: PLC0415
     from guard.audit.endpoints import router as audit_router  # noqa: PLC0415
     from guard.messages.endpoints import router as messages_router  # noqa: PLC0415
+    from guard.proxy.endpoints import router as tools_router  # noqa: PLC0415
     from guard.records.endpoints import router as records_router  # noqa: PLC0415
 
     app.include_router(audit_router)
     app.include_router(access_router)
     app.include_router(records_router)
     app.include_router(messages_router)
+    app.include_router(tools_router)

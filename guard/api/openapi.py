@@ -56,9 +56,12 @@ _DESCRIPTIONS = {
     410: "The record was erased (crypto-shredded); its tombstone remains.",
     413: "The body (GUARD_MAX_BODY_BYTES) or a text (GUARD_MAX_TEXT_BYTES) is too large.",
     422: "Invalid input: the problem names each wrong field, never its value.",
-    429: "Too many failed authentications from this client; see Retry-After.",
+    429: "Too many failed authentications from this client, or a tool's budget is spent; "
+    "see Retry-After.",
     500: "guard could not process the request; the request id identifies it in the logs.",
+    502: "The tool's upstream failed; nothing of its answer is returned.",
     503: "guard is busy or not ready; see Retry-After when given.",
+    504: "The tool's upstream did not answer in time.",
 }
 
 SECURITY_SCHEMES = {

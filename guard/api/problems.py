@@ -22,7 +22,7 @@ from pydantic import BaseModel
 from starlette._utils import get_route_path
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from guard.errors import GuardError, ServiceBusyError
+from guard.errors import GuardError
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping, Sequence
@@ -46,7 +46,9 @@ _HTTP_SLUGS = {
     415: "unsupported-media-type",
     422: "invalid-input",
     429: "too-many-requests",
+    502: "bad-gateway",
     503: "unavailable",
+    504: "gateway-timeout",
 }
 _TITLES = {
     400: "Bad request",
@@ -60,7 +62,9 @@ _TITLES = {
     422: "Invalid input",
     429: "Too many requests",
     500: "Internal error",
+    502: "Upstream failed",
     503: "Service unavailable",
+    504: "Upstream timed out",
 }
 _SOURCES = frozenset({"body", "query", "path", "header", "cookie"})
 _JSON_HINT = " (send the body as JSON with the header 'Content-Type: application/json')"
@@ -219,8 +223,10 @@ class BodyRejectedError(StarletteHTTPException):
 async def _guard_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, GuardError)  # noqa: S101 - registered for GuardError only
     headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None  # noqa: PLR2004
-    if isinstance(exc, ServiceBusyError):  # all analysis workers busy: say when to come back
-        headers = {"Retry-After": str(exc.retry_after)}
+    # all analysis workers busy, a tool budget spent: say when to come back
+    retry_after = getattr(exc, "retry_after", None)
+    if isinstance(retry_after, int) and not isinstance(retry_after, bool):
+        headers = {"Retry-After": str(retry_after)}
     return problem(request, exc.status_code, exc.type_slug, exc.message, headers=headers)
 
 

@@ -51,8 +51,17 @@ GRANTS: dict[str, set[Permission]] = {
         perm.RECORDS_SEARCH,
         perm.RECORDS_LIST,
         perm.MESSAGES_CHECK,
+        perm.TOOLS_LIST,
+        perm.TOOLS_CALL,
     },
-    "analyst": {perm.REDACT, perm.DETECT, perm.RECORDS_READ, perm.RECORDS_LIST},
+    "analyst": {
+        perm.REDACT,
+        perm.DETECT,
+        perm.RECORDS_READ,
+        perm.RECORDS_LIST,
+        perm.TOOLS_LIST,
+        perm.TOOLS_CALL,
+    },
     "compliance_officer": {
         perm.RECORDS_READ,
         perm.RECORDS_LIST,

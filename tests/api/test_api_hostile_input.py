@@ -11,7 +11,7 @@ import json
 import socket
 import threading
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
 import pytest
@@ -27,7 +27,7 @@ from guard.config import Settings
 from guard.logging import configure_logging
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Iterator, Mapping
 
     from tests.fixtures.api import Api
 
@@ -35,7 +35,19 @@ EMAIL = "joe@example.org"
 SURROGATE = b"x \\ud800 y"
 
 
-def assert_problem(response: httpx.Response, status: int, slug: str) -> dict[str, object]:
+class Response(Protocol):
+    """An HTTP response as both httpx and httpx2 (Starlette's test client's choice) give it."""
+
+    @property
+    def status_code(self) -> int: ...
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+    @property
+    def text(self) -> str: ...
+    def json(self) -> Any: ...
+
+
+def assert_problem(response: Response, status: int, slug: str) -> dict[str, object]:
     assert response.status_code == status, response.text
     assert response.headers["content-type"].startswith("application/problem+json")
     body: dict[str, object] = response.json()
@@ -46,9 +58,9 @@ def assert_problem(response: httpx.Response, status: int, slug: str) -> dict[str
     return body
 
 
-def post_raw(api: Api, path: str, raw: bytes, role: str) -> httpx.Response:
+def post_raw(api: Api, path: str, raw: bytes, role: str) -> Response:
     headers = {**api.headers(role), "content-type": "application/json"}
-    response: httpx.Response = api.client.post(path, content=raw, headers=headers)
+    response: Response = api.client.post(path, content=raw, headers=headers)
     return response
 
 

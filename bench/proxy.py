@@ -1,0 +1,224 @@
+"""The tool proxy's cost: the same tool call direct to the upstream and through guard, same run.
+
+Both servers run as their own processes on loopback, as in production: the demo customer system
+(``python -m examples.crm``, its own SQLite file, a bearer token) and ``guard serve`` (the
+embedded SQLite database, synchronous=FULL, the default pool of analysis workers, budgets raised
+for the run in a copy of policies/). One httpx client calls, alternating:
+
+- ``direct``: ``GET /customers/C10xx`` on the CRM with its token (what an agent holding the
+  credential would do);
+- ``guard, pointer rules only``: ``POST /v1/tools/lookup_customer/call`` as an analyst, whose
+  view names every field of the answer (pseudonyms, drops): no detection runs;
+- ``guard, with detection``: the same call as an agent, whose view scans the free-text order notes
+  through detection and redaction (the NER runs in an analysis worker).
+
+Every guard call is authenticated, authorized (Casbin, per tool), budgeted, forwarded, redacted
+and audited (one durable audit event). Results: bench/results/proxy.json.
+
+    .venv/bin/python bench/proxy.py [--rounds 300]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import httpx
+import yaml
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results" / "proxy.json"
+PYTHON = sys.executable
+
+
+def free_port() -> int:
+    """An unused loopback port."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_ready(url: str, timeout: float = 90.0) -> None:
+    """Poll until the server answers."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=1.0).status_code < 500:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    msg = f"server at {url} did not become ready"
+    raise RuntimeError(msg)
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The ``q`` quantile (0-1) of ``values``, nearest rank."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
+
+
+def summary(values: list[float]) -> dict[str, float]:
+    """p50 and p99 in milliseconds."""
+    return {
+        "p50_ms": round(percentile(values, 0.5) * 1000, 3),
+        "p99_ms": round(percentile(values, 0.99) * 1000, 3),
+        "mean_ms": round(statistics.fmean(values) * 1000, 3),
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the three kinds of call, alternating; print and save the figures."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=300, help="Calls of each kind.")
+    args = parser.parse_args(argv)
+    work = Path(tempfile.mkdtemp(prefix="guard-bench-proxy-"))
+    token = secrets.token_urlsafe(24)
+    crm_port, guard_port = free_port(), free_port()
+    crm_url, guard_url = f"http://127.0.0.1:{crm_port}", f"http://127.0.0.1:{guard_port}"
+    policies = _policies_without_budgets(work)
+    env = {
+        **os.environ,
+        "CRM_TOKEN": token,
+        "GUARD_VAR_DIR": str(work),
+        "GUARD_KEYS_DIR": str(work / "keys"),
+        "GUARD_POLICIES_DIR": str(policies),
+        "GUARD_LOG_LEVEL": "warning",
+        "GUARD_UPSTREAM_CRM_URL": crm_url,
+        "GUARD_UPSTREAM_CRM_TOKEN": token,
+    }
+    keys = {role: _api_key(role, env) for role in ("agent", "analyst")}
+    log = (work / "servers.log").open("wb")  # both servers' output, for when a call fails
+    crm = subprocess.Popen(  # noqa: S603 - fixed argv
+        [PYTHON, "-m", "examples.crm", "--port", str(crm_port), "--db", str(work / "crm.db")],
+        env=env,
+        cwd=ROOT,
+        stdout=log,
+        stderr=log,
+    )
+    guard = subprocess.Popen(  # noqa: S603 - fixed argv
+        [PYTHON, "-m", "guard.cli", "serve", "--port", str(guard_port)],
+        env=env,
+        stdout=log,
+        stderr=log,
+    )
+    try:
+        wait_ready(f"{crm_url}/healthz")
+        wait_ready(f"{guard_url}/readyz")
+        with httpx.Client() as client:
+            timings = _measure(client, crm_url, guard_url, token, keys, args.rounds)
+    finally:
+        for process in (guard, crm):
+            process.terminate()
+            process.wait(timeout=30)
+        log.close()
+    result: dict[str, object] = {"rounds": args.rounds}
+    figures = {kind: summary(values) for kind, values in timings.items()}
+    direct = figures["direct"]
+    for kind in ("guard_pointer_rules", "guard_with_detection"):
+        figures[kind]["added_p50_ms"] = round(figures[kind]["p50_ms"] - direct["p50_ms"], 3)
+        figures[kind]["added_p99_ms"] = round(figures[kind]["p99_ms"] - direct["p99_ms"], 3)
+        figures[kind]["ratio_p50"] = round(figures[kind]["p50_ms"] / direct["p50_ms"], 2)
+    result.update(figures)
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    print(json.dumps(result, indent=2))
+
+
+def _policies_without_budgets(work: Path) -> Path:
+    """A copy of policies/ whose tool budgets do not refuse a benchmark's thousand calls."""
+    policies = work / "policies"
+    shutil.copytree(ROOT / "policies", policies)
+    path = policies / "tools.yaml"
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    for tool in data["tools"]:
+        budget = tool.get("budget")
+        if budget:
+            budget["calls"] = 1_000_000
+            if budget.get("customers"):
+                budget["customers"] = 1_000_000
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    return policies
+
+
+def _api_key(role: str, env: dict[str, str]) -> str:
+    created = subprocess.run(  # noqa: S603 - fixed argv
+        [
+            PYTHON,
+            "-m",
+            "guard.cli",
+            "principals",
+            "create",
+            "--name",
+            f"bench-{role}",
+            "--role",
+            role,
+            "--tenant",
+            "acme",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return next(word for word in created.stdout.split() if word.startswith("gk_"))
+
+
+def _measure(
+    client: httpx.Client,
+    crm_url: str,
+    guard_url: str,
+    token: str,
+    keys: dict[str, str],
+    rounds: int,
+) -> dict[str, list[float]]:
+    timings: dict[str, list[float]] = {
+        "direct": [],
+        "guard_pointer_rules": [],
+        "guard_with_detection": [],
+    }
+    calls: dict[str, Callable[[str], httpx.Response]] = {
+        "direct": lambda cid: client.get(
+            f"{crm_url}/customers/{cid}", headers={"Authorization": f"Bearer {token}"}
+        ),
+        "guard_pointer_rules": lambda cid: client.post(
+            f"{guard_url}/v1/tools/lookup_customer/call",
+            json={"arguments": {"customer_id": cid}},
+            headers={"Authorization": f"Bearer {keys['analyst']}"},
+        ),
+        "guard_with_detection": lambda cid: client.post(
+            f"{guard_url}/v1/tools/lookup_customer/call",
+            json={"arguments": {"customer_id": cid}},
+            headers={"Authorization": f"Bearer {keys['agent']}"},
+        ),
+    }
+    for i in range(rounds + 20):
+        customer_id = f"C{1001 + i % 50}"
+        for kind, run in calls.items():
+            started = time.perf_counter()
+            response = run(customer_id)
+            elapsed = time.perf_counter() - started
+            if response.status_code != 200:
+                msg = f"{kind}: {response.status_code} {response.text[:300]}"
+                raise RuntimeError(msg)
+            if i >= 20:
+                timings[kind].append(elapsed)
+    return timings
+
+
+if __name__ == "__main__":
+    main()
