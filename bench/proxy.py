@@ -12,6 +12,13 @@ for the run in a copy of policies/). One httpx client calls, alternating:
 - ``guard, with detection``: the same call as an agent, whose view scans the free-text order notes
   through detection and redaction (the NER runs in an analysis worker).
 
+and over MCP (the official SDK's client, one session each, alternating):
+
+- ``mcp_direct``: ``lookup_customer`` on the CRM's MCP server;
+- ``mcp_guard_pointer_rules``: ``lookup_customer`` on guard's ``/mcp`` as an analyst;
+- ``guard_to_mcp_upstream``: ``POST /v1/tools/lookup_customer_mcp/call`` as an agent (notes
+  scanned), guard acting as the MCP client of the CRM (after ``guard tools pin``).
+
 Every guard call is authenticated, authorized (Casbin, per tool), budgeted, forwarded, redacted
 and audited (one durable audit event). Results: bench/results/proxy.json.
 
@@ -34,6 +41,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import anyio
 import httpx
 import yaml
 
@@ -99,6 +107,7 @@ def main(argv: list[str] | None = None) -> None:
         "GUARD_POLICIES_DIR": str(policies),
         "GUARD_LOG_LEVEL": "warning",
         "GUARD_UPSTREAM_CRM_URL": crm_url,
+        "GUARD_UPSTREAM_CRM_MCP_URL": f"{crm_url}/mcp",
         "GUARD_UPSTREAM_CRM_TOKEN": token,
     }
     keys = {role: _api_key(role, env) for role in ("agent", "analyst")}
@@ -119,8 +128,29 @@ def main(argv: list[str] | None = None) -> None:
     try:
         wait_ready(f"{crm_url}/healthz")
         wait_ready(f"{guard_url}/readyz")
+        pinned = subprocess.run(  # noqa: S603 - fixed argv: pin the CRM's MCP tools for this run
+            [PYTHON, "-m", "guard.cli", "tools", "pin"],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if pinned.returncode != 0:
+            msg = f"guard tools pin failed: {pinned.stderr[-500:]}"
+            raise RuntimeError(msg)
         with httpx.Client() as client:
             timings = _measure(client, crm_url, guard_url, token, keys, args.rounds)
+            timings["guard_to_mcp_upstream"] = _measure_one(
+                lambda: client.post(
+                    f"{guard_url}/v1/tools/lookup_customer_mcp/call",
+                    json={"arguments": {"customer_id": "C1001"}},
+                    headers={"Authorization": f"Bearer {keys['agent']}"},
+                ),
+                max(20, args.rounds // 10),
+            )
+        timings.update(
+            anyio.run(_measure_mcp, f"{crm_url}/mcp", f"{guard_url}/mcp", token, keys, args.rounds)
+        )
     finally:
         for process in (guard, crm):
             process.terminate()
@@ -128,11 +158,17 @@ def main(argv: list[str] | None = None) -> None:
         log.close()
     result: dict[str, object] = {"rounds": args.rounds}
     figures = {kind: summary(values) for kind, values in timings.items()}
-    direct = figures["direct"]
-    for kind in ("guard_pointer_rules", "guard_with_detection"):
-        figures[kind]["added_p50_ms"] = round(figures[kind]["p50_ms"] - direct["p50_ms"], 3)
-        figures[kind]["added_p99_ms"] = round(figures[kind]["p99_ms"] - direct["p99_ms"], 3)
-        figures[kind]["ratio_p50"] = round(figures[kind]["p50_ms"] / direct["p50_ms"], 2)
+    peers = {
+        "guard_pointer_rules": "direct",
+        "guard_with_detection": "direct",
+        "guard_to_mcp_upstream": "mcp_direct",
+        "mcp_guard_pointer_rules": "mcp_direct",
+    }
+    for kind, peer in peers.items():
+        base = figures[peer]
+        figures[kind]["added_p50_ms"] = round(figures[kind]["p50_ms"] - base["p50_ms"], 3)
+        figures[kind]["added_p99_ms"] = round(figures[kind]["p99_ms"] - base["p99_ms"], 3)
+        figures[kind]["ratio_p50"] = round(figures[kind]["p50_ms"] / base["p50_ms"], 2)
     result.update(figures)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
@@ -217,6 +253,51 @@ def _measure(
                 raise RuntimeError(msg)
             if i >= 20:
                 timings[kind].append(elapsed)
+    return timings
+
+
+def _measure_one(run: Callable[[], httpx.Response], rounds: int) -> list[float]:
+    """``rounds`` timings of one kind of call (after five warm-up calls)."""
+    values = []
+    for i in range(rounds + 5):
+        started = time.perf_counter()
+        response = run()
+        elapsed = time.perf_counter() - started
+        if response.status_code != 200:
+            msg = f"{response.status_code} {response.text[:300]}"
+            raise RuntimeError(msg)
+        if i >= 5:
+            values.append(elapsed)
+    return values
+
+
+async def _measure_mcp(
+    crm_mcp: str, guard_mcp: str, token: str, keys: dict[str, str], rounds: int
+) -> dict[str, list[float]]:
+    """MCP ``lookup_customer`` direct and through guard's /mcp, one session each, alternating."""
+    import httpx2  # noqa: PLC0415 - the SDK's HTTP client
+    from mcp import Client  # noqa: PLC0415
+    from mcp.client.streamable_http import streamable_http_client  # noqa: PLC0415
+
+    timings: dict[str, list[float]] = {"mcp_direct": [], "mcp_guard_pointer_rules": []}
+    async with (
+        httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}) as crm_http,
+        httpx2.AsyncClient(headers={"Authorization": f"Bearer {keys['analyst']}"}) as guard_http,
+        Client(streamable_http_client(crm_mcp, http_client=crm_http)) as direct,
+        Client(streamable_http_client(guard_mcp, http_client=guard_http)) as through,
+    ):
+        sessions = {"mcp_direct": direct, "mcp_guard_pointer_rules": through}
+        for i in range(rounds + 20):
+            arguments = {"customer_id": f"C{1001 + i % 50}"}
+            for kind, session in sessions.items():
+                started = time.perf_counter()
+                result = await session.call_tool("lookup_customer", arguments)
+                elapsed = time.perf_counter() - started
+                if result.is_error:
+                    msg = f"{kind}: the MCP call failed"
+                    raise RuntimeError(msg)
+                if i >= 20:
+                    timings[kind].append(elapsed)
     return timings
 
 
