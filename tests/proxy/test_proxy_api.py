@@ -309,3 +309,29 @@ def test_when_tools_pass_through_the_proxy_then_no_raw_value_is_stored_or_logged
     for value in (raw["name"], raw["email"], raw["phone"], "4111 1111 1111 1111", MARIA):
         assert value not in stored
         assert value not in logs
+
+
+def test_when_a_tool_is_granted_in_one_tenant_then_another_tenants_agent_is_refused(
+    open_api: OpenApi, tmp_path: Path, api: Api
+) -> None:
+    policies = _policy_copy(api.settings.policies_dir, tmp_path, lambda _data: None)
+    grants = (policies / "policy.csv").read_text(encoding="utf-8")
+    narrowed = grants.replace(
+        "p, agent, *, tool:list_orders, call", "p, agent, acme, tool:list_orders, call"
+    )
+    assert narrowed != grants
+    (policies / "policy.csv").write_text(narrowed, encoding="utf-8")
+    with open_api(policies_dir=policies) as app:
+        _, globex = app.services.api_keys.create(name="globex-agent", role="agent", tenant="globex")
+        headers = {"Authorization": f"Bearer {globex}"}
+        listed = app.client.get("/v1/tools", headers=headers).json()["tools"]
+        assert "list_orders" not in {t["name"] for t in listed}
+        refused = app.client.post(
+            "/v1/tools/list_orders/call",
+            json={"arguments": {"customer_id": MARIA}},
+            headers=headers,
+        )
+        assert refused.status_code == 403
+        assert call(app, "agent", "list_orders", customer_id=MARIA).status_code == 200
+        event = app.services.audit.search_events(action="tool.call", tenant="globex")[-1]
+        assert (event["decision"], event["details"]["reason"]) == ("deny", "forbidden")
