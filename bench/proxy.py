@@ -32,8 +32,6 @@ import json
 import os
 import secrets
 import shutil
-import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -44,6 +42,8 @@ from typing import TYPE_CHECKING
 import anyio
 import httpx
 import yaml
+from api import free_port, wait_ready  # bench/api.py: the same server helpers
+from messages import summary  # bench/messages.py: the same statistics
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -51,42 +51,6 @@ if TYPE_CHECKING:
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "proxy.json"
 PYTHON = sys.executable
-
-
-def free_port() -> int:
-    """An unused loopback port."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_ready(url: str, timeout: float = 90.0) -> None:
-    """Poll until the server answers."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url, timeout=1.0).status_code < 500:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    msg = f"server at {url} did not become ready"
-    raise RuntimeError(msg)
-
-
-def percentile(values: list[float], q: float) -> float:
-    """The ``q`` quantile (0-1) of ``values``, nearest rank."""
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
-
-
-def summary(values: list[float]) -> dict[str, float]:
-    """p50 and p99 in milliseconds."""
-    return {
-        "p50_ms": round(percentile(values, 0.5) * 1000, 3),
-        "p99_ms": round(percentile(values, 0.99) * 1000, 3),
-        "mean_ms": round(statistics.fmean(values) * 1000, 3),
-    }
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -361,8 +361,22 @@ class ToolPolicyFile(_Strict):
 # --- the built policy -----------------------------------------------------------------------
 
 
+class _CredentialFromEnvironment:
+    """An upstream whose bearer credential lives in an environment variable (its subclasses)."""
+
+    __slots__ = ()
+    credential_env: str | None
+    _environ: Mapping[str, str]
+
+    def credential(self) -> str | None:
+        """The bearer credential, read from the environment now (never kept on the object)."""
+        if self.credential_env is None:
+            return None
+        return self._environ.get(self.credential_env) or None
+
+
 @dataclass(frozen=True, slots=True)
-class HttpUpstream:
+class HttpUpstream(_CredentialFromEnvironment):
     """An HTTP upstream: where it is and which environment variable holds its credential."""
 
     name: str
@@ -372,15 +386,9 @@ class HttpUpstream:
         default_factory=lambda: os.environ, repr=False, compare=False
     )
 
-    def credential(self) -> str | None:
-        """The bearer credential, read from the environment now (never kept on the object)."""
-        if self.credential_env is None:
-            return None
-        return self._environ.get(self.credential_env) or None
-
 
 @dataclass(frozen=True, slots=True)
-class McpUpstream:
+class McpUpstream(_CredentialFromEnvironment):
     """An upstream MCP server (streamable HTTP) and the environment variable of its credential."""
 
     name: str
@@ -389,12 +397,6 @@ class McpUpstream:
     _environ: Mapping[str, str] = field(
         default_factory=lambda: os.environ, repr=False, compare=False
     )
-
-    def credential(self) -> str | None:
-        """The bearer credential, read from the environment now (never kept on the object)."""
-        if self.credential_env is None:
-            return None
-        return self._environ.get(self.credential_env) or None
 
 
 @dataclass(frozen=True, slots=True)
