@@ -165,6 +165,8 @@ class _Prepared:
     """What :meth:`MessageGuard.check` works out while the NER runs."""
 
     own_name_parts: frozenset[str]
+    #: What the text alone shows; the NER's values are added to it after the NER.
+    candidates: _Candidates
     matches: dict[tuple[str, str], set[str]]
     looked_up: frozenset[tuple[str, str]]
     advice: ToneAdvice
@@ -468,7 +470,8 @@ class MessageGuard:
         prepared = outcome[0]
         if isinstance(prepared, Exception):
             raise prepared
-        candidates = gather_candidates(text, entities)
+        candidates = prepared.candidates
+        _from_entities(candidates, text, entities)  # the text's own were gathered already
         matches = dict(prepared.matches)
         late = [pair for pair in candidates.pairs() if pair not in prepared.looked_up]
         if late:
@@ -485,13 +488,15 @@ class MessageGuard:
         customer_last_message: str | None,
     ) -> _Prepared:
         """The steps that need no NER: one lookup transaction, and the tone advice."""
-        pairs = gather_candidates(text).pairs()
+        candidates = gather_candidates(text)
+        pairs = candidates.pairs()
         own_name_parts, matches = self._identify(tenant, pairs, customer_id)
         advice = self.advisor.advise(
             text, tenant=tenant, channel=channel, customer_last_message=customer_last_message
         )
         return _Prepared(
             own_name_parts=own_name_parts,
+            candidates=candidates,
             matches=matches,
             looked_up=frozenset(pairs),
             advice=advice,

@@ -175,7 +175,7 @@ def _permission_for(body: bytes) -> Permission:
     """``tools:call`` for a JSON-RPC ``tools/call`` (batches included), else ``tools:list``."""
     try:
         document = json.loads(body) if body else None
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested past the parser
         return TOOLS_LIST  # the SDK answers the parse error
     messages = document if isinstance(document, list) else [document]
     calls = any(isinstance(m, dict) and m.get("method") == "tools/call" for m in messages)

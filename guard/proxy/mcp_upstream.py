@@ -336,7 +336,7 @@ def _document_of(spec: ToolSpec, result: mcp_types.CallToolResult) -> Any:  # no
             raise UpstreamError(f"tool {spec.name!r}: the upstream MCP tool answered no JSON")
         try:
             document = json.loads(texts[0])
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested past the parser
             raise UpstreamError(
                 f"tool {spec.name!r}: the upstream MCP tool answered something not JSON"
             ) from None

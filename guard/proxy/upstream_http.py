@@ -93,7 +93,7 @@ class HttpUpstreamClient:
             raise UpstreamError(f"tool {tool!r}: the upstream did not answer JSON")
         try:
             document = json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):  # nested past the parser
             raise UpstreamError(f"tool {tool!r}: the upstream's JSON is malformed") from None
         return UpstreamResponse(status=status, document=document, seconds=seconds)
 

@@ -165,6 +165,32 @@ def test_when_the_host_is_not_allowed_then_refused(api: Api, guard_url: str) -> 
     assert response.status_code in {400, 403, 421}
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"[" * 100_000 + b"]" * 100_000,  # nested past Python's JSON parser
+        b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"lookup_customer",'
+        b'"arguments":' + b'{"a":' * 5_000 + b"1" + b"}" * 5_000 + b"}}",
+        b"\xff\xfe not json",
+    ],
+    ids=["deep-array", "deep-arguments", "not-utf8"],
+)
+def test_when_the_body_is_hostile_then_a_clear_4xx_and_no_call(
+    api: Api, guard_url: str, body: bytes
+) -> None:
+    response = httpx.post(
+        guard_url,
+        content=body,
+        headers={
+            "Content-Type": "application/json",
+            "Accept": "application/json, text/event-stream",
+            "Authorization": f"Bearer {api.keys['agent']}",
+        },
+    )
+    assert 400 <= response.status_code < 500, response.text[:200]
+    assert not api.services.audit.search_events(action="tool.call")
+
+
 # ------------------------------------------------------------------------------- calling
 
 
