@@ -173,7 +173,13 @@ def _authenticated(request: Request, services: Services, permission: Permission)
                 decision="deny",
                 outcome="failure",
                 request_id=request_id_of(request),
-                details={"reason": exc.audit_reason, "status": 401, **path_details},
+                details={
+                    "reason": exc.audit_reason,
+                    "status": 401,
+                    # the public half of the key (or jwt / none): what incident rules group by
+                    "key_prefix": prefix,
+                    **path_details,
+                },
             )
         elif state is not None:
             state.mark_audited()  # counted in the client's aggregate event

@@ -7,9 +7,7 @@ Register with ``main.add_command(audit)``; commands receive :class:`~guard.confi
 from __future__ import annotations
 
 import contextlib
-import os
 import sys
-import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -18,6 +16,7 @@ import click
 
 from guard.audit.schemas import AuditFilters, ExportFormat
 from guard.audit.service import AuditTrail
+from guard.files import atomic_text_file
 from guard.storage.engine import create_engine_for, make_session_factory
 from guard.storage.migrate import upgrade_to_head
 
@@ -149,19 +148,9 @@ def search_command(settings: Settings, /, limit: int, cursor: int | None, **opti
 def export_command(settings: Settings, /, fmt: str, output: Path, **options: Any) -> None:  # noqa: ANN401 - click options
     """Write matching events to OUTPUT (JSONL or CSV); the file appears only when complete."""
     filters = _filters(options)
-    output.parent.mkdir(parents=True, exist_ok=True)
     with _trail(settings) as trail:
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{output.name}.", dir=output.parent)
-        tmp = Path(tmp_name)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8", newline="") as out:
-                count = trail.export(filters, cast("ExportFormat", fmt), out)
-                out.flush()
-                os.fsync(out.fileno())
-            tmp.replace(output)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        with atomic_text_file(output) as out:
+            count = trail.export(filters, cast("ExportFormat", fmt), out)
         trail.record(
             action="audit.export",
             resource="audit",

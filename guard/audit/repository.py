@@ -84,20 +84,42 @@ class AuditRepository:
         """Number of events stored."""
         return self._session.execute(select(func.count()).select_from(_EVENTS)).scalar_one()
 
-    def stream_events(self, *, batch_size: int, after_seq: int = 0) -> Iterator[Row[Any]]:
-        """Every event in seq order, fetched in keyset batches (bounded memory)."""
+    def stream_events(
+        self, *, batch_size: int, after_seq: int = 0, until_seq: int | None = None
+    ) -> Iterator[Row[Any]]:
+        """Events after ``after_seq`` (up to ``until_seq``) in seq order, in keyset batches."""
         last = after_seq
         while True:
-            rows = self._session.execute(
-                select(_EVENTS)
-                .where(_EVENTS.c.seq > last)
-                .order_by(_EVENTS.c.seq)
-                .limit(batch_size)
-            ).all()
+            query = select(_EVENTS).where(_EVENTS.c.seq > last)
+            if until_seq is not None:
+                query = query.where(_EVENTS.c.seq <= until_seq)
+            rows = self._session.execute(query.order_by(_EVENTS.c.seq).limit(batch_size)).all()
             yield from rows
             if len(rows) < batch_size:
                 return
             last = rows[-1].seq
+
+    def events_after(self, after_seq: int, *, limit: int) -> Sequence[Row[Any]]:
+        """At most ``limit`` events after ``after_seq``, in seq order (one keyset batch)."""
+        return self._session.execute(
+            select(_EVENTS).where(_EVENTS.c.seq > after_seq).order_by(_EVENTS.c.seq).limit(limit)
+        ).all()
+
+    def events_between(self, first_seq: int, last_seq: int) -> Sequence[Row[Any]]:
+        """Events ``first_seq``..``last_seq`` inclusive, in seq order (a bounded range)."""
+        return self._session.execute(
+            select(_EVENTS)
+            .where(_EVENTS.c.seq >= first_seq, _EVENTS.c.seq <= last_seq)
+            .order_by(_EVENTS.c.seq)
+        ).all()
+
+    def checkpoints_between(self, first_seq: int, last_seq: int) -> Sequence[Row[Any]]:
+        """Checkpoints at seq ``first_seq``..``last_seq``, in seq order."""
+        return self._session.execute(
+            select(_CHECKPOINTS)
+            .where(_CHECKPOINTS.c.seq >= first_seq, _CHECKPOINTS.c.seq <= last_seq)
+            .order_by(_CHECKPOINTS.c.seq)
+        ).all()
 
     def checkpoints(self) -> Sequence[Row[Any]]:
         """Every checkpoint in seq order."""

@@ -7,12 +7,14 @@ from sqlalchemy import insert, select, text
 
 from guard.audit.chain import event_hash
 from guard.audit.models import AuditEvent
+from guard.audit.verify import verify_range
 from tests.audit.conftest import record_events, tamper
 
 if TYPE_CHECKING:
     from sqlalchemy import Table
     from sqlalchemy.engine import Engine
 
+    from guard.audit.schemas import VerifyReport
     from guard.audit.service import AuditTrail
 
 EVENTS = 12
@@ -137,3 +139,47 @@ def test_when_a_checkpoint_head_is_moved_then_verify_fails(
 def test_when_the_trail_is_empty_then_verify_is_ok(trail: AuditTrail) -> None:
     report = trail.verify()
     assert (report.ok, report.events_checked, report.checkpoints_checked) == (True, 0, 0)
+
+
+# --------------------------------------------------------------------- a range (incidents)
+
+
+def _range(chain: AuditTrail, engine: Engine, first: int, last: int) -> VerifyReport:
+    from guard.storage.engine import make_session_factory  # noqa: PLC0415
+
+    return verify_range(make_session_factory(engine), chain.keys, first_seq=first, last_seq=last)
+
+
+def test_when_a_range_is_untouched_then_it_verifies_with_its_predecessor(
+    chain: AuditTrail, engine: Engine
+) -> None:
+    report = _range(chain, engine, 5, 9)
+    assert report.ok
+    assert report.events_checked == 6  # 4..9: the first event links to event 4
+
+
+@pytest.mark.parametrize("seq", [4, 5, 9])
+def test_when_an_event_in_or_just_before_a_range_is_edited_then_the_range_fails(
+    chain: AuditTrail, engine: Engine, seq: int
+) -> None:
+    tamper(engine, f"UPDATE audit_events SET decision = 'deny' WHERE seq = {seq}")  # noqa: S608 - a test's own integer
+    report = _range(chain, engine, 5, 9)
+    assert (report.ok, report.finding, report.first_bad_seq) == (False, "edited", seq)
+
+
+def test_when_an_event_outside_a_range_is_edited_then_the_range_still_verifies(
+    chain: AuditTrail, engine: Engine
+) -> None:
+    tamper(engine, "UPDATE audit_events SET decision = 'deny' WHERE seq = 11")
+    assert _range(chain, engine, 5, 9).ok
+    assert not chain.verify().ok
+
+
+def test_when_an_event_in_a_range_is_deleted_then_the_range_fails(
+    chain: AuditTrail, engine: Engine
+) -> None:
+    tamper(engine, "DELETE FROM audit_events WHERE seq = 7")
+    report = _range(chain, engine, 5, 9)
+    assert (report.finding, report.first_bad_seq) == ("deleted", 7)
+    tamper(engine, "DELETE FROM audit_events WHERE seq > 8")
+    assert _range(chain, engine, 1, 9).finding == "deleted"
