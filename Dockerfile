@@ -14,6 +14,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     GUARD_PORT=8400 \
     GUARD_CACHE_DIR=/opt/guard/cache \
     GUARD_POLICIES_DIR=/opt/guard/policies \
+    GUARD_INCIDENT_RULES_DIR=/opt/guard/audit/rules \
+    GUARD_RUNBOOKS_DIR=/opt/guard/audit/runbooks \
     GUARD_KEYS_DIR=/var/lib/guard/keys \
     GUARD_VAR_DIR=/var/lib/guard/var
 
@@ -21,6 +23,8 @@ WORKDIR /opt/guard
 COPY pyproject.toml README.md ./
 COPY guard ./guard
 COPY policies ./policies
+# incident detection rules (Sigma) and runbook / notice templates: data, like policies/
+COPY audit ./audit
 RUN pip install ".[hsm]" \
     && guard models install \
     && useradd --system --uid 10001 --home-dir /var/lib/guard --create-home guard \

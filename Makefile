@@ -58,6 +58,7 @@ bench: setup
 	$(BIN)/python bench/audit.py
 	$(BIN)/python bench/records.py
 	$(BIN)/python bench/adversarial.py
+	$(BIN)/python bench/incidents.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

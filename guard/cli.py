@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
 
     from guard.detection.engine import Detector
+    from guard.incidents.worker import ScannerProcess
 
 #: Exit codes: 1 bad input or policy, 2 usage (click's own), 3 environment (model missing),
 #: 4 ``guard serve`` cannot listen on its address (the port is taken, or not allowed).
@@ -78,6 +79,7 @@ def _register_groups() -> None:
     """Command groups that live with their capability (access, audit)."""
     from guard.access.cli import policies, principals  # noqa: PLC0415
     from guard.audit.cli import audit  # noqa: PLC0415
+    from guard.incidents.cli import incidents  # noqa: PLC0415
     from guard.messages.cli import messages  # noqa: PLC0415
     from guard.proxy.cli import tools  # noqa: PLC0415
     from guard.records.cli import records  # noqa: PLC0415
@@ -90,6 +92,7 @@ def _register_groups() -> None:
     main.add_command(records)
     main.add_command(messages)
     main.add_command(tools)
+    main.add_command(incidents)
 
 
 # --------------------------------------------------------------------------- serve
@@ -132,15 +135,45 @@ def serve(settings: Settings, host: str | None, port: int | None, workers: int |
         )
     services.close()
     del services
-    uvicorn.run(
-        "guard.api.app:create_served_app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        log_level=settings.log_level,
-        access_log=False,
-    )
+    scanner = _start_incident_scanner(settings)
+    try:
+        uvicorn.run(
+            "guard.api.app:create_served_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_level=settings.log_level,
+            access_log=False,
+        )
+    finally:
+        if scanner is not None:
+            scanner.stop()
+
+
+def _start_incident_scanner(settings: Settings) -> ScannerProcess | None:
+    """The background incident scan (a process of its own), unless switched off."""
+    if settings.incident_scan_seconds <= 0:
+        click.echo("  incident scan: off (GUARD_INCIDENT_SCAN_SECONDS=0)")
+        return None
+    from guard.incidents.worker import ScannerProcess  # noqa: PLC0415
+
+    # a bad rule file, policy or runbook stops start-up here, with the file and field named
+    _check_incident_files(settings)
+    scanner = ScannerProcess(settings)
+    scanner.start()
+    click.echo(f"  incident scan: every {settings.incident_scan_seconds:g} s (audit/rules)")
+    return scanner
+
+
+def _check_incident_files(settings: Settings) -> None:
+    from guard.incidents.policy import load_incident_policy  # noqa: PLC0415
+    from guard.incidents.runbooks import load_runbooks  # noqa: PLC0415
+    from guard.incidents.sigma import RuleSet  # noqa: PLC0415
+
+    RuleSet.load(settings.incident_rules_dir)
+    load_incident_policy(settings.policies_dir / "incidents.yaml")
+    load_runbooks(settings.runbooks_dir)
 
 
 def _check_address(host: str, port: int) -> None:

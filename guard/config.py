@@ -153,6 +153,15 @@ class Settings(BaseSettings):
     #: Also append every audit event to this JSONL file (for a log shipper); unset: table only.
     audit_jsonl_path: Path | None = None
 
+    #: Incident detection rules (Sigma, *.yml) and runbook templates (*.md, notices/*.j2).
+    incident_rules_dir: Path = PROJECT_ROOT / "audit" / "rules"
+    runbooks_dir: Path = PROJECT_ROOT / "audit" / "runbooks"
+    #: `guard serve` scans the audit trail for incidents every N seconds (0: no background scan;
+    #: `guard incidents scan` still works).
+    incident_scan_seconds: float = Field(default=10.0, ge=0, le=86_400)
+    #: Events read per scanner transaction: the cursor moves in steps of at most this many.
+    incident_scan_batch: int = Field(default=5_000, ge=1, le=1_000_000)
+
     @property
     def sqlalchemy_url(self) -> str:
         """The database URL in force: GUARD_DATABASE_URL or the embedded SQLite file."""

@@ -34,6 +34,9 @@ OBJECT_ACTIONS: Final[Mapping[str, frozenset[str]]] = MappingProxyType(
         "messages": frozenset({"check"}),
         # the tool proxy at all (list, call); each tool is its own object, tool:<name>, below
         "tools": frozenset({"list", "call"}),
+        # incidents: read them, work them (transition, note, tick, mark notified), render the
+        # per-customer notices (decrypts contact data), resolve affected customers to records
+        "incidents": frozenset({"read", "update", "notify", "resolve"}),
     }
 )
 
@@ -56,6 +59,15 @@ RECORDS_ERASE: Final = Permission("erase", "records")
 RECORDS_REVEAL: Final = Permission("reveal", "records")
 #: Check an outgoing message or note before it is sent (other customers' data, secrets, tone).
 MESSAGES_CHECK: Final = Permission("check", "messages")
+
+#: See incidents, their evidence, clocks and the authority's notice (no customer data).
+INCIDENTS_READ: Final = Permission("read", "incidents")
+#: Work an incident: transition, note, tick a runbook step, mark a party notified.
+INCIDENTS_UPDATE: Final = Permission("update", "incidents")
+#: Render the notice to each affected customer (their name is decrypted for that alone).
+INCIDENTS_NOTIFY: Final = Permission("notify", "incidents")
+#: Resolve an incident's affected customers (keyed hashes) to record ids.
+INCIDENTS_RESOLVE: Final = Permission("resolve", "incidents")
 
 #: See the tools the caller may call (``GET /v1/tools``, MCP ``tools/list``).
 TOOLS_LIST: Final = Permission("list", "tools")

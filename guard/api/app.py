@@ -156,6 +156,7 @@ def _include_optional_routers(app: FastAPI) -> None:
     """Routers of capabilities that ship their own endpoints (audit review, administration)."""
     from guard.access.endpoints import router as access_router  # noqa: PLC0415
     from guard.audit.endpoints import router as audit_router  # noqa: PLC0415
+    from guard.incidents.endpoints import router as incidents_router  # noqa: PLC0415
     from guard.messages.endpoints import router as messages_router  # noqa: PLC0415
     from guard.proxy.endpoints import router as tools_router  # noqa: PLC0415
     from guard.records.endpoints import router as records_router  # noqa: PLC0415
@@ -165,3 +166,4 @@ def _include_optional_routers(app: FastAPI) -> None:
     app.include_router(records_router)
     app.include_router(messages_router)
     app.include_router(tools_router)
+    app.include_router(incidents_router)

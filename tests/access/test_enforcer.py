@@ -69,6 +69,10 @@ GRANTS: dict[str, set[Permission]] = {
         perm.AUDIT_EXPORT,
         perm.AUDIT_VERIFY,
         perm.POLICY_CHECK,
+        perm.INCIDENTS_READ,
+        perm.INCIDENTS_UPDATE,
+        perm.INCIDENTS_RESOLVE,
+        perm.INCIDENTS_NOTIFY,
     },
 }
 GRANTS["supervisor"] = GRANTS["agent"] | {perm.REVEAL, perm.RECORDS_REVEAL}

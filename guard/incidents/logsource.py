@@ -1,0 +1,181 @@
+"""guard's audit events as a Sigma log source: ``product: guard``, ``service: audit``.
+
+A detection rule may name only the fields listed here. Refusing any other name at load time is
+what makes a typo (``detail.reason``, ``principle``) a clear error instead of a rule that
+silently never fires. The catalogue of detail keys is what guard really writes into
+``details`` of its audit events; a test walks guard/ and checks every literal key an audit call
+passes is listed.
+"""
+
+from __future__ import annotations
+
+import re
+
+PRODUCT = "guard"
+SERVICE = "audit"
+
+#: The columns of an audit event (table audit_events), in table order.
+COLUMNS: tuple[str, ...] = (
+    "seq",
+    "ts",
+    "principal",
+    "role",
+    "tenant",
+    "action",
+    "resource",
+    "decision",
+    "outcome",
+    "request_id",
+    "customer",
+)
+#: Fields derived from ``ts`` in the configured time zone.
+DERIVED: tuple[str, ...] = ("hour", "weekday")
+#: Every plain field name a rule may use.
+FIELDS: frozenset[str] = frozenset(COLUMNS + DERIVED)
+DETAILS_PREFIX = "details."
+ENTITY_COUNTS_PREFIX = "entity_counts."
+#: Prefixes of the structured fields: ``details.<key>`` and ``entity_counts.<TYPE>``.
+FIELD_PREFIXES: tuple[str, ...] = (DETAILS_PREFIX, ENTITY_COUNTS_PREFIX)
+
+#: Detail keys guard writes, with what they hold. Identifier keys (``customer_id`` and the
+#: like) are stored as keyed hashes; no detail ever holds raw customer data.
+DETAIL_KEYS: dict[str, str] = {
+    # requests and refusals: guard/api, guard/access
+    "reason": "why a request or operation was refused or failed (a slug or short message)",
+    "status": "the HTTP status of the request",
+    "problem": "the problem type slug of an error response",
+    "path_hash": "keyed hash of the request path parameters (or of an unmatched path)",
+    "correlation_id": "the client's X-Request-ID",
+    "key_prefix": "the public half of the API key of a failed authentication (key:..., jwt, none)",
+    "aggregate": "true on an aggregate of refusals of unauthenticated clients",
+    "refusals": "how many refusals an aggregate counts",
+    "client_hash": "keyed hash of the client address of an aggregate",
+    "window_start": "start of the aggregate's window (ISO 8601)",
+    "window_ms": "length of the aggregate's window in milliseconds",
+    # API keys and policy: guard/access
+    "key_role": "the role of a created API key",
+    "expires": "whether a created API key expires",
+    "count": "how many items a listing returned",
+    "role": "the role a policy check asked about",
+    "action": "the action a policy check asked about",
+    "object": "the object a policy check asked about",
+    "lines": "how many policy lines a reload loaded",
+    # audit review: guard/audit
+    "events": "how many events a chain verification checked",
+    "ok": "whether a chain verification succeeded",
+    "results": "how many events an audit search returned",
+    "filters": "which filters an audit search or export used (names only)",
+    "format": "the format of an audit export",
+    "rows": "how many rows an audit export wrote",
+    # customer records, written by guard/records
+    "fields": "how many fields a record create or update set",
+    "fields_shown": "how many fields a record read showed",
+    "by": "what a record search searched by",
+    "matches": "how many records a search matched",
+    "via": "how a record was reached (e.g. search)",
+    "crypto_shredded": "whether an erasure destroyed the record's data key",
+    "indexed": "how many names a reindex indexed",
+    "blank": "how many records a reindex found without a name",
+    "interrupted": "whether a reindex was interrupted",
+    # key-encryption keys, written by the keys commands
+    "provider": "the key provider (keyring, pkcs11)",
+    "version": "the KEK version concerned",
+    "rewrapped": "how many data keys a rotation re-wrapped",
+    "skipped": "how many items were skipped",
+    "failed": "how many items failed",
+    "remaining": "how many data keys remain under older KEK versions",
+    "resumed": "whether a rotation was a resume",
+    # redaction and detection: guard/redaction, guard/detection
+    "batch_size": "how many texts a request analysed",
+    "tokens": "how many reversible tokens a reveal request held",
+    # outgoing messages: guard/messages
+    "verdict": "the outgoing-message verdict (allow, warn, block)",
+    "other_customer_findings": "findings of another customer's data in a message",
+    "credential_findings": "findings of secrets in a message",
+    "own_data_findings": "findings of the addressed customer's own data",
+    "pii_findings": "other PII findings in a message",
+    "tone_findings": "tone advice findings",
+    "foreign_records": "how many other customers' records a message named",
+    "foreign_customers": "keyed hashes of those customers (comma-separated)",
+    # tool proxy: guard/proxy
+    "latency_ms": "upstream call latency in milliseconds",
+    "upstream_status": "the upstream tool's HTTP status",
+    "retry_after": "seconds until a refused tool budget frees up",
+    "tools": "how many tools a listing returned",
+    "door": "the front door of a tool listing (mcp)",
+    "pinned": "how many tool descriptions a pin run pinned",
+    "unchanged": "how many pinned tool descriptions were unchanged",
+    "changed": "how many pinned tool descriptions changed",
+    "new": "how many tool descriptions were pinned for the first time",
+    "missing": "how many pinned tools an upstream no longer lists",
+    "unreachable": "how many upstreams could not be reached",
+    # incidents, written by guard/incidents
+    "rule_id": "the detection rule that opened an incident",
+    "severity": "the severity of an opened incident",
+    "first_seq": "the first audit event of an incident's evidence",
+    "last_seq": "the last audit event of an incident's evidence",
+    "opened": "how many incidents a scan opened",
+    "updated": "how many open incidents a scan updated",
+    "to": "the status an incident was moved to",
+    "step": "the runbook step ticked or unticked",
+    "done": "whether the runbook step is now done",
+    "party": "who a notice is for (authority, customer)",
+    "unresolved": "how many affected-customer hashes matched no record",
+    # identifiers callers may attach, stored as keyed hashes by guard.audit
+    "customer_id": "keyed hash of a customer id",
+    "account_id": "keyed hash of an account id",
+    "user_id": "keyed hash of a user id",
+    "subject_id": "keyed hash of a data subject id",
+}
+#: Detail keys guard builds from a value: ``status_<code>`` counts refusals per HTTP status in
+#: an aggregate of refusals (guard/access/throttle.py).
+DETAIL_KEY_PATTERNS: tuple[re.Pattern[str], ...] = (re.compile(r"status_[1-5][0-9]{2}"),)
+#: Entity types in ``entity_counts.<TYPE>``: upper-case identifiers (EMAIL_ADDRESS, PERSON, ...).
+ENTITY_TYPE = re.compile(r"[A-Z][A-Z0-9_]*")
+
+#: What each plain field holds (the README's table is written from this).
+FIELD_DESCRIPTIONS: dict[str, str] = {
+    "seq": "sequence number of the event in the chain (integer)",
+    "ts": "when the event was written (UTC)",
+    "principal": "who acted: API key id, JWT subject, `cli`, or null for unauthenticated",
+    "role": "the principal's role (agent, supervisor, compliance_officer, admin, ...)",
+    "tenant": "the principal's tenant",
+    "action": "what was done: records.read, http.get, message.check, tool.call, ...",
+    "resource": "what it was done to: a route template, `record`, `tool:<name>`, `policy`, ...",
+    "decision": "allow or deny",
+    "outcome": "success, failure or error",
+    "request_id": "guard's id of the HTTP request",
+    "customer": "keyed hash of the customer the event concerns, or null",
+    "hour": "hour of `ts` in the configured time zone (0-23)",
+    "weekday": "day of the week of `ts` in the configured time zone (1 = Monday .. 7 = Sunday)",
+}
+
+
+def is_detail_key(key: str) -> bool:
+    """Whether guard writes ``key`` into the details of some audit event."""
+    return key in DETAIL_KEYS or any(p.fullmatch(key) for p in DETAIL_KEY_PATTERNS)
+
+
+def field_problem(name: str) -> str | None:
+    """None if a rule may use the field ``name``; otherwise why not (names the field only)."""
+    if name in FIELDS:
+        return None
+    if name.startswith(DETAILS_PREFIX):
+        key = name.removeprefix(DETAILS_PREFIX)
+        if is_detail_key(key):
+            return None
+        return f"unknown field '{name}': guard logs no detail key '{key}'"
+    if name.startswith(ENTITY_COUNTS_PREFIX):
+        entity = name.removeprefix(ENTITY_COUNTS_PREFIX)
+        if ENTITY_TYPE.fullmatch(entity):
+            return None
+        return f"unknown field '{name}': entity types are upper-case names like EMAIL_ADDRESS"
+    return (
+        f"unknown field '{name}': guard's audit log source has "
+        f"{', '.join((*COLUMNS, *DERIVED))}, details.<key> and entity_counts.<TYPE>"
+    )
+
+
+def is_known_field(name: str) -> bool:
+    """Whether a rule may use the field ``name``."""
+    return field_problem(name) is None
