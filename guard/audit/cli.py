@@ -1,4 +1,4 @@
-"""``guard audit``: verify the chain, search it, export it. Reading the trail is itself audited.
+"""``guard audit``: verify, search, export and bundle the trail. Reading it is itself audited.
 
 Register with ``main.add_command(audit)``; commands receive :class:`~guard.config.Settings` as
 ``ctx.obj``.
@@ -7,6 +7,7 @@ Register with ``main.add_command(audit)``; commands receive :class:`~guard.confi
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,9 +15,11 @@ from typing import TYPE_CHECKING, Any, cast
 
 import click
 
+from guard.audit.bundle import verify_bundle
+from guard.audit.errors import AuditInputError
 from guard.audit.schemas import AuditFilters, ExportFormat
 from guard.audit.service import AuditTrail
-from guard.files import atomic_text_file
+from guard.files import atomic_binary_file, atomic_text_file
 from guard.storage.engine import create_engine_for, make_session_factory
 from guard.storage.migrate import upgrade_to_head
 
@@ -55,6 +58,7 @@ def _filter_options(command: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--tenant", help="In which tenant."),
         click.option("--action", help="e.g. redact, reveal, audit.export."),
         click.option("--decision", type=click.Choice(["allow", "deny"])),
+        click.option("--outcome", type=click.Choice(["success", "failure", "error"])),
         click.option("--request-id", help="guard's id of one request (not a client's own)."),
         click.option("--customer", help="A customer id; matched by its keyed hash."),
     ]
@@ -72,6 +76,7 @@ def _filters(options: dict[str, Any]) -> AuditFilters:
         tenant=options["tenant"],
         action=options["action"],
         decision=options["decision"],
+        outcome=options["outcome"],
         request_id=options["request_id"],
         customer=options["customer"],
     )
@@ -161,3 +166,85 @@ def export_command(settings: Settings, /, fmt: str, output: Path, **options: Any
             details={**_filter_details(filters), "format": fmt, "rows": count},
         )
     click.echo(f"exported {count} events to {output}")
+
+
+@audit.command("bundle")
+@click.option("--from", "first_seq", required=True, type=int, help="First event (seq).")
+@click.option("--to", "last_seq", required=True, type=int, help="Last event (seq), inclusive.")
+@click.option("--output", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.pass_obj
+def bundle_command(settings: Settings, first_seq: int, last_seq: int, output: Path) -> None:
+    """Write a signed evidence bundle (ZIP) of events FROM..TO for a regulator or an auditor.
+
+    The bundle holds the events, their chain hashes, the covering signed checkpoints, the public
+    key and VERIFY.txt (how to check it without guard). OUTPUT appears only when complete.
+    """
+    with _trail(settings) as trail:
+        audited: dict[str, str | int | bool] = {"first_seq": first_seq, "last_seq": last_seq}
+        try:
+            data = trail.evidence_bundle(first_seq=first_seq, last_seq=last_seq)
+        except AuditInputError:
+            trail.record(
+                action="audit.bundle",
+                resource="audit",
+                decision="allow",
+                outcome="failure",
+                principal=CLI_PRINCIPAL,
+                details={**audited, "reason": "invalid-range"},
+            )
+            raise
+        with atomic_binary_file(output) as out:
+            out.write(data)
+        digest = hashlib.sha256(data).hexdigest()
+        trail.record(
+            action="audit.bundle",
+            resource="audit",
+            decision="allow",
+            outcome="success",
+            principal=CLI_PRINCIPAL,
+            details={**audited, "bundle_sha256": digest},
+        )
+    click.echo(f"wrote the evidence bundle of events {first_seq}..{last_seq} to {output}")
+    click.echo(f"sha256 {digest}")
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 16):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@audit.command("verify-bundle")
+@click.argument("bundle_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.pass_obj
+def verify_bundle_command(settings: Settings, bundle_file: Path) -> None:
+    """Check an evidence bundle offline; exit 1 with the first problem and its seq.
+
+    Uses only the bundle and its public key (no database, no guard key): checksums, every
+    event's hash, the links, the checkpoint signatures and heads. The check is then audited.
+    """
+    report = verify_bundle(bundle_file)
+    details: dict[str, str | int | bool] = {
+        "ok": report.ok,
+        "events": report.events_checked,
+        "checkpoints": report.checkpoints_checked,
+        "bundle_sha256": _file_sha256(bundle_file),
+    }
+    if report.first_seq is not None and report.last_seq is not None:
+        details.update(first_seq=report.first_seq, last_seq=report.last_seq)
+    if report.bad_seq is not None:
+        details["bad_seq"] = report.bad_seq
+    with _trail(settings) as trail:
+        trail.record(
+            action="audit.verify_bundle",
+            resource="audit",
+            decision="allow",
+            outcome="success" if report.ok else "failure",
+            principal=CLI_PRINCIPAL,
+            details=details,
+        )
+    click.echo(report.summary())
+    if not report.ok:
+        sys.exit(EXIT_BROKEN)

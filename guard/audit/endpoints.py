@@ -10,7 +10,14 @@ from fastapi import APIRouter, Depends, Query, Request
 from guard.access.permissions import AUDIT_READ, AUDIT_VERIFY
 from guard.api.routing import GuardRoute
 from guard.api.security import Caller, record_allowed, requires, services_of
-from guard.audit.schemas import MAX_SEQ, AuditFilters, AuditPage, Decision, VerifyReport
+from guard.audit.schemas import (
+    MAX_SEQ,
+    AuditFilters,
+    AuditPage,
+    Decision,
+    Outcome,
+    VerifyReport,
+)
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"], route_class=GuardRoute)
 #: Audited resources: the route templates (never ``request.url.path``, which the client writes).
@@ -28,6 +35,7 @@ def search_events(
     role: str | None = None,
     action: str | None = None,
     decision: Decision | None = None,
+    outcome: Outcome | None = None,
     customer: str | None = None,
     request_id: Annotated[str | None, Query(max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
@@ -43,6 +51,7 @@ def search_events(
         tenant=caller.principal.tenant,
         action=action,
         decision=decision,
+        outcome=outcome,
         request_id=request_id,
         customer=customer,
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import func, insert, select, text
+from sqlalchemy import func, insert, or_, select, text
 
 from guard.audit.models import AuditCheckpoint, AuditEvent
 
@@ -113,6 +113,39 @@ class AuditRepository:
             .order_by(_EVENTS.c.seq)
         ).all()
 
+    def head_row(self) -> tuple[int, datetime] | None:
+        """(seq, ts) of the newest event, or None."""
+        row = self._session.execute(
+            select(AuditEvent.seq, AuditEvent.ts).order_by(AuditEvent.seq.desc()).limit(1)
+        ).first()
+        return None if row is None else (row.seq, row.ts)
+
+    def latest(self, action: str, *, tenant: str | None = None) -> AuditEvent | None:
+        """The newest event of ``action`` (of ``tenant``, or with no tenant, when given)."""
+        query = select(AuditEvent).where(AuditEvent.action == action)
+        if tenant is not None:
+            query = query.where(or_(AuditEvent.tenant == tenant, AuditEvent.tenant.is_(None)))
+        return self._session.execute(
+            query.order_by(AuditEvent.seq.desc()).limit(1)
+        ).scalar_one_or_none()
+
+    def since(
+        self,
+        since: datetime,
+        *,
+        tenant: str,
+        decision: str | None = None,
+        action: str | None = None,
+    ) -> Sequence[Any]:
+        """(ts, action, decision, details) of a tenant's events since ``since`` (a day's chart)."""
+        query = select(AuditEvent.ts, AuditEvent.action, AuditEvent.decision, AuditEvent.details)
+        query = query.where(AuditEvent.ts >= since, AuditEvent.tenant == tenant)
+        if decision is not None:
+            query = query.where(AuditEvent.decision == decision)
+        if action is not None:
+            query = query.where(AuditEvent.action == action)
+        return self._session.execute(query).all()
+
     def checkpoints_between(self, first_seq: int, last_seq: int) -> Sequence[Row[Any]]:
         """Checkpoints at seq ``first_seq``..``last_seq``, in seq order."""
         return self._session.execute(
@@ -139,6 +172,7 @@ class AuditRepository:
             (AuditEvent.tenant, filters.tenant),
             (AuditEvent.action, filters.action),
             (AuditEvent.decision, filters.decision),
+            (AuditEvent.outcome, filters.outcome),
             (AuditEvent.request_id, filters.request_id),
             (AuditEvent.customer, customer_hash),
         ):

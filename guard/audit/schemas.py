@@ -27,6 +27,7 @@ class AuditFilters(BaseModel):
     tenant: str | None = None
     action: str | None = None
     decision: Decision | None = None
+    outcome: Outcome | None = None
     #: guard's own id of one request: every event of that request, of one principal only.
     request_id: str | None = None
     #: The raw customer id; it is compared by its keyed hash and never stored or echoed.

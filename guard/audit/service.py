@@ -12,6 +12,7 @@ value. This logger is separate from operational logging: nothing here is ever pr
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import re
@@ -456,25 +457,47 @@ class AuditTrail:
 
     def export(self, filters: AuditFilters, fmt: ExportFormat, out: IO[str]) -> int:
         """Write matching events to ``out`` as JSONL or CSV; return how many."""
-        count = 0
+        count = -1 if fmt == "csv" else 0  # the CSV header is a line, not an event
+        for line in self.export_lines(filters, fmt):
+            out.write(line)
+            count += 1
+        return max(count, 0)
+
+    def export_lines(self, filters: AuditFilters, fmt: ExportFormat) -> Iterator[str]:
+        """Matching events as JSONL or CSV lines (a CSV header first), one at a time."""
         if fmt == "jsonl":
             for event in self.iter_events(filters):
-                out.write(event.model_dump_json() + "\n")
-                count += 1
-            return count
-        writer = csv.writer(out)
+                yield event.model_dump_json() + "\n"
+            return
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
         writer.writerow(CSV_COLUMNS)
         for event in self.iter_events(filters):
+            yield buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
             data = event.model_dump(mode="json")
             writer.writerow([_csv_cell(data[column]) for column in CSV_COLUMNS])
-            count += 1
-        return count
+        yield buffer.getvalue()
 
     def verify(self, *, batch_size: int = 10_000) -> VerifyReport:
         """Verify the whole chain and its checkpoints (see :mod:`guard.audit.verify`)."""
         from guard.audit.verify import verify_chain  # noqa: PLC0415 - verify imports service
 
         return verify_chain(self._factory, self._keys, batch_size=batch_size)
+
+    def evidence_bundle(self, *, first_seq: int, last_seq: int) -> bytes:
+        """A signed evidence bundle (a ZIP) of events ``first_seq``..``last_seq``.
+
+        See :mod:`guard.audit.bundle`; a range that is empty, reversed, larger than a million
+        events or beyond the head raises :class:`AuditInputError`. Recording that a bundle was
+        made is the caller's (it knows who asked).
+        """
+        from guard.audit.bundle import build_bundle  # noqa: PLC0415 - ZIP code loads on use
+
+        return build_bundle(
+            self._factory, self._keys, self._settings, first_seq=first_seq, last_seq=last_seq
+        )
 
     def close(self) -> None:
         """Dispose of the engine this trail created (if any)."""

@@ -17,7 +17,7 @@ import hashlib
 import hmac
 from typing import TYPE_CHECKING
 
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
@@ -91,12 +91,30 @@ def load_verify_key(settings: Settings) -> Ed25519PublicKey:
     if not public_path.exists():
         return load_signing_key(settings).public_key()
     try:
-        key = serialization.load_pem_public_key(public_path.read_bytes())
-    except (OSError, ValueError):
+        pem = public_path.read_bytes()
+    except OSError:
         raise KeyConfigurationError(f"{public_path}: cannot read audit public key") from None
+    return public_key_from_pem(pem, source=str(public_path))
+
+
+def public_key_from_pem(pem: bytes, *, source: str) -> Ed25519PublicKey:
+    """An Ed25519 public key from PEM (a key file, or one handed over in an evidence bundle)."""
+    try:
+        key = serialization.load_pem_public_key(pem)
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        raise KeyConfigurationError(f"{source}: cannot read audit public key") from None
     if not isinstance(key, Ed25519PublicKey):
-        raise KeyConfigurationError(f"{public_path}: audit public key must be Ed25519")
+        raise KeyConfigurationError(f"{source}: audit public key must be Ed25519")
     return key
+
+
+def signature_ok(key: Ed25519PublicKey, payload: bytes, signature: bytes) -> bool:
+    """Whether ``signature`` is ``key``'s Ed25519 signature over ``payload``."""
+    try:
+        key.verify(signature, payload)
+    except InvalidSignature:
+        return False
+    return True
 
 
 class AuditKeys:
