@@ -344,7 +344,16 @@ def reveal_record(
         record_id,
         lambda: service.read(tenant=tenant, record_id=_existing_id(record_id)),
     )
-    reason = redacted_reason(request, body.reason, tenant=tenant)
+    known = {
+        str(record.fields[name]): entity
+        for name, entity in (
+            ("full_name", "PERSON"),
+            ("email", "EMAIL_ADDRESS"),
+            ("phone", "PHONE_NUMBER"),
+        )
+        if record.fields.get(name)
+    }
+    reason = redacted_reason(request, body.reason, tenant=tenant, known=known)
     record_allowed(
         request,
         caller,

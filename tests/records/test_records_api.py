@@ -296,3 +296,27 @@ def test_when_a_record_is_missing_or_erased_then_the_attempt_is_audited(api: Rec
         ("records.read", "not-found"),
         ("records.list", "invalid-input"),
     ]
+
+
+def test_when_a_reveal_reason_names_the_customer_then_the_audit_never_holds_the_name(
+    api: RecordsApi,
+) -> None:
+    # a rare name that a statistical NER may well miss: the record's own values are scrubbed
+    created = api.client.post(
+        "/v1/records",
+        json={"full_name": "Margarethe Vandersloot", "email": "mv@example.org"},
+        headers=api.as_("agent"),
+    )
+    record_id = created.json()["id"]
+    response = api.client.post(
+        f"/v1/records/{record_id}/reveal",
+        json={"reason": "vandersloot called back; Margarethe asked about MV@example.org"},
+        headers=api.as_("supervisor"),
+    )
+    assert response.status_code == 200
+    (reveal,) = events(api, "records.reveal")
+    reason = reveal["details"]["reason"]
+    assert "andersloot" not in reason
+    assert "Margarethe" not in reason
+    assert "example.org" not in reason
+    assert "called back" in reason
