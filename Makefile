@@ -9,6 +9,9 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
 # SoftHSM2 (Debian package) stands in for a hardware security module in the PKCS#11 tests.
 SOFTHSM := /usr/lib/softhsm/libsofthsm2.so
+# Debian's Chromium, which Playwright drives through its path in the console's browser tests
+# (tests/console): no `playwright install`, no browser download.
+CHROMIUM := /usr/bin/chromium
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: setup model run demo test lint bench clean
@@ -25,6 +28,10 @@ setup: $(STAMP) model
 $(SOFTHSM):
 	$(SUDO) apt-get update -qq
 	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq softhsm2
+
+$(CHROMIUM):
+	$(SUDO) apt-get update -qq
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
 
 model: $(STAMP)
 	$(BIN)/guard models install
@@ -43,7 +50,7 @@ demo-proxy: setup
 	trap 'kill $$crm 2>/dev/null' EXIT INT TERM; \
 	$(BIN)/guard serve
 
-test: setup $(SOFTHSM)
+test: setup $(SOFTHSM) $(CHROMIUM)
 	$(MAKE) --no-print-directory lint
 	$(BIN)/pytest
 

@@ -162,6 +162,11 @@ class Settings(BaseSettings):
     #: Events read per scanner transaction: the cursor moves in steps of at most this many.
     incident_scan_batch: int = Field(default=5_000, ge=1, le=1_000_000)
 
+    #: The web console's sessions end after this long without a request, and this long after
+    #: sign-in whatever happens.
+    console_idle_minutes: float = Field(default=15.0, gt=0, le=24 * 60)
+    console_session_hours: float = Field(default=8.0, gt=0, le=24 * 7)
+
     @property
     def sqlalchemy_url(self) -> str:
         """The database URL in force: GUARD_DATABASE_URL or the embedded SQLite file."""

@@ -76,6 +76,7 @@ def create_app(
     app.include_router(redaction_router)
     app.include_router(detection_router)
     _include_optional_routers(app)
+    _install_console(app)
     # /mcp: a mount that authenticates and authorizes each request itself (guard/proxy/mcp_front)
     app.router.routes.append(mcp.route)
     install_openapi(app)
@@ -150,6 +151,12 @@ def _tool_policy(settings: Settings) -> object:
     from guard.proxy.policy import TOOLS_FILENAME, load_tool_policy  # noqa: PLC0415
 
     return load_tool_policy(settings.policies_dir / TOOLS_FILENAME, roles=ROLES)
+
+
+def _install_console(app: FastAPI) -> None:
+    from guard.console.pages import install_console  # noqa: PLC0415 - with its templates
+
+    install_console(app)
 
 
 def _include_optional_routers(app: FastAPI) -> None:

@@ -15,7 +15,18 @@ router = APIRouter(tags=["operations"])
 
 #: Paths a test allows without a permission; everything else must declare one.
 PUBLIC_PATHS = frozenset(
-    {"/healthz", "/readyz", "/metrics", "/docs", "/docs/oauth2-redirect", "/openapi.json", "/redoc"}
+    {
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/docs",
+        "/docs/oauth2-redirect",
+        "/openapi.json",
+        "/redoc",
+        # the console's sign-in and sign-out: the session they open or close is the credential
+        "/console/login",
+        "/console/logout",
+    }
 )
 
 

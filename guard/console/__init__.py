@@ -1,0 +1,1 @@
+"""The compliance console: server-rendered pages over the audit trail and incidents."""
