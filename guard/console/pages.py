@@ -26,11 +26,17 @@ from guard.access.permissions import (
     AUDIT_EXPORT,
     AUDIT_READ,
     AUDIT_VERIFY,
+    INCIDENTS_NOTIFY,
     INCIDENTS_READ,
     INCIDENTS_UPDATE,
     Permission,
 )
-from guard.api.security import authenticate_credential, request_id_of, services_of
+from guard.api.security import (
+    authenticate_credential,
+    redacted_reason,
+    request_id_of,
+    services_of,
+)
 from guard.audit.repository import AuditRepository
 from guard.audit.schemas import AuditFilters, AuditPage
 from guard.console.sessions import SessionStore, SignedIn, csrf_matches
@@ -62,6 +68,8 @@ SECURITY_HEADERS = (
 )
 SEVERITIES = ("informational", "low", "medium", "high", "critical")
 HOURS = 24
+#: A stated reason shorter than this is no reason.
+MIN_REASON = 3
 #: A cursor is a sequence number: digits, at most 18 of them.
 _MAX_CURSOR_DIGITS = 18
 
@@ -667,9 +675,9 @@ def _incident_page(
     **extra: Any,  # noqa: ANN401
 ) -> Response:
     detail = incidents_of(request).get(tenant=officer.tenant, incident_id=incident_id)
-    can_update = (
-        services_of(request).access.enforce(officer.signed_in.principal, INCIDENTS_UPDATE).allowed
-    )
+    access = services_of(request).access
+    can_update = access.enforce(officer.signed_in.principal, INCIDENTS_UPDATE).allowed
+    can_notify = access.enforce(officer.signed_in.principal, INCIDENTS_NOTIFY).allowed
     later = STATUSES[STATUSES.index(detail.status) + 1 :]
     return _render(
         request,
@@ -678,6 +686,7 @@ def _incident_page(
         incident=detail,
         next_statuses=later,
         can_update=can_update,
+        can_notify=can_notify,
         **extra,
     )
 
@@ -853,6 +862,58 @@ def incident_authority_notice(
         return _render(request, "not_found.html", officer, status_code=404, what="incident")
     _viewed(request, officer, "incidents.notice", party="authority")
     return _render(request, "notice.html", officer, incident=detail, text=text)
+
+
+@router.post("/incidents/{incident_id}/notices/customers", response_class=HTMLResponse)
+def incident_customer_notices(
+    request: Request,
+    incident_id: str,
+    officer: Annotated[Officer, Depends(page(INCIDENTS_NOTIFY))],
+    reason: Annotated[str, Form(max_length=500)] = "",
+    csrf_token: Csrf = None,
+) -> Response:
+    """One draft per affected customer (GDPR Art. 34); names decrypted, each one audited."""
+    from guard.records.endpoints import records_of  # noqa: PLC0415 - loads the key provider
+
+    _check_csrf(request, officer, csrf_token)
+    service = incidents_of(request)
+    try:
+        detail = service.get(tenant=officer.tenant, incident_id=incident_id)
+    except GuardError:
+        return _render(request, "not_found.html", officer, status_code=404, what="incident")
+    if len(reason.strip()) < MIN_REASON:
+        return _incident_page(
+            request,
+            officer,
+            incident_id,
+            error="Reason: say why the customers' names are needed",
+            status_code=400,
+        )
+    stated = redacted_reason(request, reason, tenant=officer.tenant)
+    drafts, unresolved = service.customer_notices(
+        tenant=officer.tenant,
+        incident_id=incident_id,
+        records=records_of(request),
+        hash_of=services_of(request).audit.customer_hash,
+    )
+    for record_id, _text in drafts:
+        _audit(
+            request,
+            officer.signed_in,
+            "incidents.notice",
+            customer=record_id,
+            details={"party": "customer", "reason": stated},
+        )
+    if not drafts:
+        _audit(request, officer.signed_in, "incidents.notice", details={"party": "customer"})
+    return _render(
+        request,
+        "customer_notices.html",
+        officer,
+        incident=detail,
+        drafts=drafts,
+        unresolved=unresolved,
+    )
 
 
 # ---------------------------------------------------------------------- keys

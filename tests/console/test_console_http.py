@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from tests.fixtures.api import Api, api, open_api
-from tests.incidents.helpers import deny, scanner_for
+from tests.incidents.helpers import deny, records_read_by_a_supervisor, scanner_for
 
 if TYPE_CHECKING:
     from fastapi.testclient import TestClient
@@ -271,3 +271,26 @@ def test_when_pii_is_in_the_data_then_no_console_page_shows_it(api: Api) -> None
         text = api.client.get(path).text
         for value in (*PII.values(), created["id"]):
             assert value not in text, f"{path} shows raw data"
+
+
+def test_when_an_officer_drafts_customer_notices_then_each_is_addressed_and_audited(
+    api: Api,
+) -> None:
+    ids = records_read_by_a_supervisor(api, [("Jane Roe", "jane@example.com")])
+    csrf = sign_in(api.client, api.keys["compliance_officer"])
+    listing = api.client.get("/console/incidents")
+    (incident_id,) = set(re.findall(r'href="/console/incidents/([0-9a-f-]{36})"', listing.text))
+    url = f"/console/incidents/{incident_id}/notices/customers"
+    no_reason = api.client.post(url, data={"reason": "", "csrf_token": csrf})
+    assert no_reason.status_code == 400
+    assert "Reason:" in no_reason.text
+    drafted = api.client.post(url, data={"reason": "Art. 34 notice", "csrf_token": csrf})
+    assert drafted.status_code == 200
+    assert "Jane" in drafted.text
+    (event,) = [
+        e
+        for e in api.services.audit.search_events(action="incidents.notice")
+        if e["details"].get("party") == "customer"
+    ]
+    assert event["customer"] == api.services.audit.customer_hash(ids[0])
+    assert event["details"]["door"] == "console"

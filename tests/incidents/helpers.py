@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from guard.incidents.scanner import IncidentScanner
+from guard.incidents.sigma import RuleSet
 
 if TYPE_CHECKING:
-    from guard.incidents.sigma import RuleSet
     from tests.fixtures.api import Api
 
 DENIALS_RULE = "74f7693c-b718-46bc-8068-7022bf2361db"
@@ -52,3 +52,23 @@ def incidents(api: Api, role: str = "compliance_officer") -> list[dict[str, Any]
     response = api.client.get("/v1/incidents", headers=api.headers(role))
     assert response.status_code == 200, response.text
     return response.json()["incidents"]  # type: ignore[no-any-return]
+
+
+def records_read_by_a_supervisor(api: Api, people: list[tuple[str, str]]) -> list[str]:
+    """Records created by an agent and read by a supervisor; scanned with SUPERVISOR_READS."""
+    ids = []
+    for name, email in people:
+        created = api.client.post(
+            "/v1/records", headers=api.headers("agent"), json={"full_name": name, "email": email}
+        )
+        assert created.status_code == 201
+        ids.append(created.json()["id"])
+    for record_id in ids:
+        assert (
+            api.client.get(
+                f"/v1/records/{record_id}", headers=api.headers("supervisor")
+            ).status_code
+            == 200
+        )
+    scanner_for(api, RuleSet.from_yaml(SUPERVISOR_READS)).scan()
+    return ids

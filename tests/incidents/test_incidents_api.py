@@ -9,8 +9,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from guard.incidents.sigma import RuleSet
-from tests.incidents.helpers import SUPERVISOR_READS, deny, scanner_for
+from tests.incidents.helpers import deny, records_read_by_a_supervisor, scanner_for
 
 if TYPE_CHECKING:
     from tests.fixtures.api import Api
@@ -27,26 +26,6 @@ def opened_incident(api: Api) -> dict[str, object]:
     detail = api.client.get(f"/v1/incidents/{incident['id']}", headers=api.headers(OFFICER))
     assert detail.status_code == 200
     return detail.json()  # type: ignore[no-any-return]
-
-
-def records_read_by_a_supervisor(api: Api, people: list[tuple[str, str]]) -> list[str]:
-    """Records created by an agent and read by a supervisor; scanned with SUPERVISOR_READS."""
-    ids = []
-    for name, email in people:
-        created = api.client.post(
-            "/v1/records", headers=api.headers("agent"), json={"full_name": name, "email": email}
-        )
-        assert created.status_code == 201
-        ids.append(created.json()["id"])
-    for record_id in ids:
-        assert (
-            api.client.get(
-                f"/v1/records/{record_id}", headers=api.headers("supervisor")
-            ).status_code
-            == 200
-        )
-    scanner_for(api, RuleSet.from_yaml(SUPERVISOR_READS)).scan()
-    return ids
 
 
 def the_incident(api: Api) -> dict[str, object]:
