@@ -66,6 +66,7 @@ bench: setup
 	$(BIN)/python bench/records.py
 	$(BIN)/python bench/adversarial.py
 	$(BIN)/python bench/incidents.py
+	$(BIN)/python bench/console.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -52,6 +52,15 @@ class AuditRepository:
         ).first()
         return None if row is None else (row.seq, row.hash)
 
+    def head_state(self) -> tuple[int, str, datetime] | None:
+        """(seq, hash, ts) of the newest event, or None for an empty chain."""
+        row = self._session.execute(
+            select(AuditEvent.seq, AuditEvent.hash, AuditEvent.ts)
+            .order_by(AuditEvent.seq.desc())
+            .limit(1)
+        ).first()
+        return None if row is None else (row.seq, row.hash, row.ts)
+
     def last_checkpoint(self) -> tuple[int, datetime] | None:
         """(seq, ts) of the newest checkpoint, or None."""
         row = self._session.execute(
@@ -188,7 +197,30 @@ class AuditRepository:
         limit: int,
         after_seq: int = 0,
     ) -> Sequence[AuditEvent]:
-        """Events matching ``filters`` with seq > ``after_seq``, in seq order, at most ``limit``."""
+        """Events matching ``filters`` with seq > ``after_seq``, in seq order, at most ``limit``.
+
+        A time range is also a seq range (an event's ts is taken under the chain lock and never
+        goes back, see :class:`~guard.audit.service.AppendToChain`): its bounds are looked up on
+        the ts index, so a page starts where the range starts instead of walking the chain to it.
+        """
         query = self._filtered(select(AuditEvent), filters, customer_hash)
+        if filters.since is not None:
+            first = self._first_seq_at(filters.since)
+            if first is None:
+                return []
+            after_seq = max(after_seq, first - 1)
+        if filters.until is not None:
+            end = self._first_seq_at(filters.until)
+            if end is not None:
+                query = query.where(AuditEvent.seq < end)
         query = query.where(AuditEvent.seq > after_seq).order_by(AuditEvent.seq).limit(limit)
         return self._session.execute(query).scalars().all()
+
+    def _first_seq_at(self, ts: datetime) -> int | None:
+        """The first seq whose ts is ``ts`` or later (None: later than the head)."""
+        return self._session.execute(
+            select(AuditEvent.seq)
+            .where(AuditEvent.ts >= ts)
+            .order_by(AuditEvent.ts, AuditEvent.seq)
+            .limit(1)
+        ).scalar_one_or_none()

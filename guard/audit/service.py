@@ -232,10 +232,12 @@ class AppendToChain:
             session.connection(execution_options=cast("Any", {SQLITE_BEGIN_IMMEDIATE: True}))
             repo = AuditRepository(session)
             repo.lock_chain()
-            head = repo.head()
+            head = repo.head_state()
             seq, prev_hash = (1, GENESIS_HASH) if head is None else (head[0] + 1, head[1])
-            # The timestamp is taken under the lock so that ts follows seq on one host.
-            content = {**event_dict, "ts": datetime.now(UTC)}
+            # The timestamp is taken under the lock, and never before the head's (another host's
+            # clock may run ahead): ts never goes back along seq, so a time range is a seq range.
+            now = datetime.now(UTC)
+            content = {**event_dict, "ts": now if head is None else max(now, head[2])}
             row = seal_event(content, seq=seq, prev_hash=prev_hash, keys=self._keys)
             repo.insert_event(row)
             if self._checkpoint_due(repo, seq, row["ts"]):

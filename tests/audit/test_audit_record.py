@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -127,3 +128,30 @@ def test_when_entity_counts_are_given_then_they_are_stored_canonically(
     with engine.connect() as conn:
         stored: str = conn.execute(text("SELECT entity_counts FROM audit_events")).scalar_one()
     assert stored == '{"EMAIL_ADDRESS":2,"PHONE_NUMBER":1}'
+
+
+class _Behind(datetime):
+    """Another host whose clock runs a day behind."""
+
+    @classmethod
+    def now(cls, tz: Any = None) -> _Behind:
+        real = datetime.now(tz or UTC)
+        return cls.fromtimestamp(real.timestamp() - 86_400, tz or UTC)
+
+
+def test_when_a_clock_runs_behind_then_ts_still_never_goes_back_along_seq(
+    trail: AuditTrail, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    record_events(trail, 2)
+    with monkeypatch.context() as patched:
+        patched.setattr("guard.audit.service.datetime", _Behind)
+        record_events(trail, 2)
+    record_events(trail, 1)
+    stamps = [event["ts"] for event in trail.search_events()]
+    assert stamps == sorted(stamps)
+    assert trail.verify().ok
+    # so a time range is a seq range: since the third event finds the third and later
+    third = trail.search_events()[2]
+    found = trail.search_events(since=datetime.fromisoformat(third["ts"]))
+    assert found[0]["seq"] <= third["seq"]
+    assert [e["seq"] for e in found] == list(range(found[0]["seq"], 6))
