@@ -53,6 +53,7 @@ _DESCRIPTIONS = {
     401: "No credentials, or credentials that are not valid.",
     403: "The caller's role may not do this in its tenant.",
     404: "No such object in the caller's tenant.",
+    409: "The change conflicts with the object's state (an incident moves forward only).",
     410: "The record was erased (crypto-shredded); its tombstone remains.",
     413: "The body (GUARD_MAX_BODY_BYTES) or a text (GUARD_MAX_TEXT_BYTES) is too large.",
     422: "Invalid input: the problem names each wrong field, never its value.",

@@ -56,6 +56,7 @@ _TITLES = {
     403: "Forbidden",
     404: "Not found",
     405: "Method not allowed",
+    409: "Conflict",
     410: "Gone",
     413: "Request too large",
     415: "Unsupported media type",

@@ -156,7 +156,7 @@ def breach_register(
     return Response(body, media_type="application/json")
 
 
-@router.get("/{incident_id}", response_model=IncidentDetail)
+@router.get("/{incident_id}", response_model=IncidentDetail, responses={404: {"description": "-"}})
 def get_incident(
     request: Request,
     caller: Annotated[Caller, Depends(requires(INCIDENTS_READ))],
@@ -168,7 +168,11 @@ def get_incident(
     return detail
 
 
-@router.post("/{incident_id}/transitions", response_model=IncidentDetail)
+@router.post(
+    "/{incident_id}/transitions",
+    response_model=IncidentDetail,
+    responses={404: {"description": "-"}, 409: {"description": "-"}},
+)
 def transition_incident(
     request: Request,
     caller: Annotated[Caller, Depends(requires(INCIDENTS_UPDATE))],
@@ -188,7 +192,12 @@ def transition_incident(
     return detail
 
 
-@router.post("/{incident_id}/notes", response_model=TimelineEntry, status_code=201)
+@router.post(
+    "/{incident_id}/notes",
+    response_model=TimelineEntry,
+    status_code=201,
+    responses={404: {"description": "-"}},
+)
 def add_note(
     request: Request,
     caller: Annotated[Caller, Depends(requires(INCIDENTS_UPDATE))],
@@ -206,7 +215,11 @@ def add_note(
     return entry
 
 
-@router.put("/{incident_id}/steps/{step_id}", response_model=RunbookStepState)
+@router.put(
+    "/{incident_id}/steps/{step_id}",
+    response_model=RunbookStepState,
+    responses={404: {"description": "-"}},
+)
 def tick_step(
     request: Request,
     caller: Annotated[Caller, Depends(requires(INCIDENTS_UPDATE))],
@@ -228,7 +241,9 @@ def tick_step(
     return state
 
 
-@router.post("/{incident_id}/notified", response_model=IncidentDetail)
+@router.post(
+    "/{incident_id}/notified", response_model=IncidentDetail, responses={404: {"description": "-"}}
+)
 def mark_notified(
     request: Request,
     caller: Annotated[Caller, Depends(requires(INCIDENTS_UPDATE))],
@@ -246,7 +261,9 @@ def mark_notified(
     return detail
 
 
-@router.get("/{incident_id}/notices/authority", response_model=Notice)
+@router.get(
+    "/{incident_id}/notices/authority", response_model=Notice, responses={404: {"description": "-"}}
+)
 def authority_notice(
     request: Request,
     caller: Annotated[Caller, Depends(requires(INCIDENTS_READ))],
@@ -260,7 +277,11 @@ def authority_notice(
     return Notice(party="authority", text=text)
 
 
-@router.post("/{incident_id}/customers/resolve", response_model=ResolvedCustomers)
+@router.post(
+    "/{incident_id}/customers/resolve",
+    response_model=ResolvedCustomers,
+    responses={404: {"description": "-"}},
+)
 def resolve_customers(
     request: Request,
     caller: Annotated[Caller, Depends(requires(INCIDENTS_RESOLVE))],
@@ -285,7 +306,11 @@ def resolve_customers(
     return ResolvedCustomers(record_ids=record_ids, unresolved=unresolved)
 
 
-@router.post("/{incident_id}/notices/customers", response_model=CustomerNotices)
+@router.post(
+    "/{incident_id}/notices/customers",
+    response_model=CustomerNotices,
+    responses={404: {"description": "-"}},
+)
 def customer_notices(
     request: Request,
     caller: Annotated[Caller, Depends(requires(INCIDENTS_NOTIFY))],

@@ -652,8 +652,9 @@ def note_redactor(services: Services) -> Callable[[str, str | None], str]:
     """Redact a note as a message to a customer would be (every detected entity)."""
 
     def redact_note(text: str, tenant: str | None) -> str:
+        # a system-wide incident has no tenant: the default lists of policies/tenants.yaml
+        entities = services.analysis.analyze(text, tenant=tenant)
         scope = tenant or "default"
-        entities = services.analysis.analyze(text, tenant=scope)
         return services.redactor.redact_text(text, entities, channel="message", tenant=scope).text
 
     return redact_note

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from guard.incidents.sigma import RuleSet
 from tests.incidents.helpers import deny, records_read_by_a_supervisor, scanner_for
 
 if TYPE_CHECKING:
@@ -267,3 +268,37 @@ def test_when_officers_work_incidents_then_every_call_is_audited(api: Api) -> No
     )
     actions = {e["action"] for e in api.services.audit.search_events(limit=1000)}
     assert {"incidents.list", "incidents.read", "incidents.transition"} <= actions
+
+
+FAILED_SIGN_IN = """
+title: A console sign-in failed
+id: 2b7e3f10-5d1e-4f9b-9a59-1c0d2f1b7e02
+status: test
+description: Someone failed to sign in to the console.
+level: low
+logsource:
+  product: guard
+  service: audit
+detection:
+  selection:
+    action: console.login
+    decision: deny
+  condition: selection
+runbook: unauthorized-access
+"""
+
+
+def test_when_a_system_wide_incident_gets_a_note_then_it_is_redacted_too(api: Api) -> None:
+    form = api.client.get("/console/login").text
+    token = form.split('name="csrf_token" value="', 1)[1].split('"', 1)[0]
+    api.client.post("/console/login", data={"api_key": "gk_wrong_x", "csrf_token": token})
+    scanner_for(api, RuleSet.from_yaml(FAILED_SIGN_IN)).scan()
+    incident = the_incident(api)
+    assert incident["tenant"] is None  # no principal, no tenant: everyone's officers see it
+    response = api.client.post(
+        f"/v1/incidents/{incident['id']}/notes",
+        headers=api.headers(OFFICER),
+        json={"note": "Asked jane.roe@example.com whether it was her"},
+    )
+    assert response.status_code == 201, response.text
+    assert "jane.roe@example.com" not in response.text
