@@ -79,6 +79,7 @@ def _register_groups() -> None:
     """Command groups that live with their capability (access, audit)."""
     from guard.access.cli import policies, principals  # noqa: PLC0415
     from guard.audit.cli import audit  # noqa: PLC0415
+    from guard.export.cli import export  # noqa: PLC0415
     from guard.incidents.cli import incidents  # noqa: PLC0415
     from guard.messages.cli import messages  # noqa: PLC0415
     from guard.proxy.cli import tools  # noqa: PLC0415
@@ -93,6 +94,7 @@ def _register_groups() -> None:
     main.add_command(messages)
     main.add_command(tools)
     main.add_command(incidents)
+    main.add_command(export)
 
 
 # --------------------------------------------------------------------------- serve

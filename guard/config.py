@@ -103,6 +103,9 @@ class Settings(BaseSettings):
     workers: int = Field(default=1, ge=1, le=64)
     #: Largest request body accepted (bytes); larger requests get 413.
     max_body_bytes: int = Field(default=2_000_000, gt=0)
+    #: Largest body of a streaming export (``POST /v1/exports/redact``); read chunk by chunk,
+    #: so memory stays flat whatever this is.
+    export_max_body_bytes: int = Field(default=1 << 30, gt=0)
     #: Most texts in one batch request; more get 422.
     max_batch_size: int = Field(default=256, ge=1)
     #: Deepest nesting of objects and arrays in a JSON field (``/v1/redact/json``'s document:

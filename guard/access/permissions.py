@@ -37,6 +37,8 @@ OBJECT_ACTIONS: Final[Mapping[str, frozenset[str]]] = MappingProxyType(
         # incidents: read them, work them (transition, note, tick, mark notified), render the
         # per-customer notices (decrypts contact data), resolve affected customers to records
         "incidents": frozenset({"read", "update", "notify", "resolve"}),
+        # analytics export: run one (stream rows through a profile), read the manifests
+        "export": frozenset({"run", "read"}),
     }
 )
 
@@ -68,6 +70,11 @@ INCIDENTS_UPDATE: Final = Permission("update", "incidents")
 INCIDENTS_NOTIFY: Final = Permission("notify", "incidents")
 #: Resolve an incident's affected customers (keyed hashes) to record ids.
 INCIDENTS_RESOLVE: Final = Permission("resolve", "incidents")
+
+#: Stream rows through an export profile (``POST /v1/exports/redact``).
+EXPORT_RUN: Final = Permission("run", "export")
+#: Read export manifests: what left, when, by whom, under which profile.
+EXPORT_READ: Final = Permission("read", "export")
 
 #: See the tools the caller may call (``GET /v1/tools``, MCP ``tools/list``).
 TOOLS_LIST: Final = Permission("list", "tools")

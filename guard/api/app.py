@@ -87,7 +87,12 @@ def create_app(
     # innermost: after the body is read, a client that leaves cancels its analysis
     app.add_middleware(DisconnectMiddleware)
     app.add_middleware(MetricsMiddleware, metrics=services.metrics)
-    app.add_middleware(BodyLimitMiddleware, limit=services.settings.max_body_bytes)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        limit=services.settings.max_body_bytes,
+        # the streaming export reads its body chunk by chunk (memory flat): its own cap
+        paths={"/v1/exports/redact": services.settings.export_max_body_bytes},
+    )
     app.add_middleware(ErrorMiddleware)
     # one audit event per request, seeing its final status (also the 500 of ErrorMiddleware)
     app.add_middleware(AuditMiddleware, services=services)
@@ -163,6 +168,7 @@ def _include_optional_routers(app: FastAPI) -> None:
     """Routers of capabilities that ship their own endpoints (audit review, administration)."""
     from guard.access.endpoints import router as access_router  # noqa: PLC0415
     from guard.audit.endpoints import router as audit_router  # noqa: PLC0415
+    from guard.export.endpoints import router as export_router  # noqa: PLC0415
     from guard.incidents.endpoints import router as incidents_router  # noqa: PLC0415
     from guard.messages.endpoints import router as messages_router  # noqa: PLC0415
     from guard.proxy.endpoints import router as tools_router  # noqa: PLC0415
@@ -174,3 +180,4 @@ def _include_optional_routers(app: FastAPI) -> None:
     app.include_router(messages_router)
     app.include_router(tools_router)
     app.include_router(incidents_router)
+    app.include_router(export_router)

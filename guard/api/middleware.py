@@ -146,20 +146,26 @@ class ErrorMiddleware:
 
 
 class BodyLimitMiddleware:
-    """Refuse bodies over ``limit`` bytes with 413, by header or while streaming them in."""
+    """Refuse bodies over ``limit`` bytes with 413, by header or while streaming them in.
 
-    def __init__(self, app: ASGIApp, *, limit: int) -> None:
+    ``paths``: a limit of its own for particular paths (a streaming route reads its body
+    chunk by chunk, so its cap is about time and disk, not memory).
+    """
+
+    def __init__(self, app: ASGIApp, *, limit: int, paths: dict[str, int] | None = None) -> None:
         self.app = app
         self.limit = limit
+        self.paths = dict(paths or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Count the bytes of the body; answer 413 before the app sees too many."""
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.paths.get(scope.get("path", ""), self.limit)
         declared = header_of(scope, b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.limit:
-            await send_problem(scope, send, 413, "input-too-large", _too_large(self.limit))
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await send_problem(scope, send, 413, "input-too-large", _too_large(limit))
             return
         received = 0
         started = False
@@ -169,8 +175,8 @@ class BodyLimitMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.limit:
-                    raise BodyTooLargeError(self.limit)
+                if received > limit:
+                    raise BodyTooLargeError(limit)
             return message
 
         async def tracking_send(message: Message) -> None:
@@ -184,7 +190,7 @@ class BodyLimitMiddleware:
         except BodyTooLargeError:
             # raised where no route handled it (FastAPI routes answer it as an HTTPException)
             if not started:
-                await send_problem(scope, send, 413, "input-too-large", _too_large(self.limit))
+                await send_problem(scope, send, 413, "input-too-large", _too_large(limit))
 
 
 class BodyTooLargeError(HTTPException):

@@ -56,6 +56,7 @@ _DESCRIPTIONS = {
     409: "The change conflicts with the object's state (an incident moves forward only).",
     410: "The record was erased (crypto-shredded); its tombstone remains.",
     413: "The body (GUARD_MAX_BODY_BYTES) or a text (GUARD_MAX_TEXT_BYTES) is too large.",
+    415: "The body's media type is not one this route reads.",
     422: "Invalid input: the problem names each wrong field, never its value.",
     429: "Too many failed authentications from this client, or a tool's budget is spent; "
     "see Retry-After.",

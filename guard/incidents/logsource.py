@@ -124,6 +124,17 @@ DETAIL_KEYS: dict[str, str] = {
     "done": "whether the runbook step is now done",
     "party": "who a notice is for (authority, customer)",
     "unresolved": "how many affected-customer hashes matched no record",
+    # analytics exports: guard/export
+    "manifest_id": "the id of an export's manifest (guard export show, /v1/exports/manifests)",
+    "manifest_sha256": "sha256 of the export manifest's canonical JSON",
+    "profile": "the export profile (policies/exports/<profile>.yaml)",
+    "profile_sha256": "sha256 of the export profile's canonical form",
+    "purpose": "the export purpose whose key made the pseudonyms",
+    "generation": "the generation of an export purpose's key",
+    "engine": "where an export ran: api, local, spark, records",
+    "rows_in": "rows an export read",
+    "rows_out": "rows an export wrote",
+    "rows_suppressed": "rows an export left out for k-anonymity",
     # identifiers callers may attach, stored as keyed hashes by guard.audit
     "customer_id": "keyed hash of a customer id",
     "account_id": "keyed hash of an account id",

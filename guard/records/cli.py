@@ -42,7 +42,7 @@ EXIT_INCOMPLETE = 1
 FAILED_SHOWN = 10
 
 
-class _NoAnalysis:
+class NoAnalysis:
     """The analyzer of a service that never writes notes: reindexing analyses no text.
 
     Loading the NLP model would cost seconds and memory for nothing; a call is a bug.
@@ -73,7 +73,7 @@ def _service(settings: Settings) -> Iterator[tuple[RecordService, AuditTrail]]:
             factory,
             EnvelopeCipher(load_key_provider(settings, create=False)),
             BlindIndexer.from_settings(settings),
-            _NoAnalysis(),
+            NoAnalysis(),
             Redactor(settings=settings),
         )
         yield service, AuditTrail(settings, factory)

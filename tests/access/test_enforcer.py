@@ -61,6 +61,8 @@ GRANTS: dict[str, set[Permission]] = {
         perm.RECORDS_LIST,
         perm.TOOLS_LIST,
         perm.TOOLS_CALL,
+        perm.EXPORT_RUN,
+        perm.EXPORT_READ,
     },
     "compliance_officer": {
         perm.RECORDS_READ,
@@ -73,6 +75,7 @@ GRANTS: dict[str, set[Permission]] = {
         perm.INCIDENTS_UPDATE,
         perm.INCIDENTS_RESOLVE,
         perm.INCIDENTS_NOTIFY,
+        perm.EXPORT_READ,
     },
 }
 GRANTS["supervisor"] = GRANTS["agent"] | {perm.REVEAL, perm.RECORDS_REVEAL}

@@ -6,7 +6,6 @@ Every case here was a 500, a leak or a lie of the OpenAPI document before (issue
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import socket
 import threading
@@ -16,7 +15,6 @@ from typing import TYPE_CHECKING, Any, Protocol
 import httpx
 import pytest
 import structlog
-import uvicorn
 from click.testing import CliRunner
 from fastapi import FastAPI, Request  # noqa: TC002 - FastAPI reads the test routes' annotations
 from fastapi.responses import JSONResponse
@@ -25,6 +23,7 @@ from guard.api.app import create_app
 from guard.cli import EXIT_ADDRESS_UNAVAILABLE, main
 from guard.config import Settings
 from guard.logging import configure_logging
+from tests.fixtures.server import serving
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping
@@ -298,28 +297,6 @@ def test_when_the_body_is_sent_without_json_content_type_then_the_422_says_so(
 
 
 # ------------------------------------------------------- a real server: 500s and logs
-
-
-@contextlib.contextmanager
-def serving(app: FastAPI) -> Iterator[str]:
-    """Run ``app`` under uvicorn on a loopback port; yield its base URL."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(app, lifespan="off", log_level="warning", access_log=False)
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
-        sock.close()
 
 
 def _app_with_test_routes(api: Api) -> FastAPI:

@@ -10,9 +10,6 @@ browser); every test gets its own browser context, so cookies never leak between
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,18 +17,17 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
-import uvicorn
 from playwright.sync_api import sync_playwright
 
 from guard.api.app import create_app
 from guard.api.services import Services, build_services
 from guard.incidents.scanner import IncidentScanner
+from tests.fixtures.server import serving
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
     from contextlib import AbstractContextManager
 
-    from fastapi import FastAPI
     from playwright.sync_api import Browser, BrowserContext, Page
 
     from guard.config import Settings
@@ -113,30 +109,6 @@ class Console:
         return self.incident_id
 
 
-@contextmanager
-def serving(app: FastAPI) -> Iterator[str]:
-    """Run ``app`` under uvicorn on a loopback port, in a thread; yield its base URL."""
-    # IPPROTO_TCP named: asyncio sets TCP_NODELAY only on such sockets (else 40 ms a response)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(app, lifespan="on", log_level="warning", access_log=False)
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive(), "uvicorn stopped before it started"
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
-        sock.close()
-
-
 def seed(console: Console) -> None:
     """History made through the real API, as agents at work and one probing agent leave it.
 
@@ -198,7 +170,7 @@ def open_console(
             )
             principals[role] = principal.id
         with (
-            serving(create_app(services=services)) as url,
+            serving(create_app(services=services), lifespan="on") as url,
             httpx.Client(base_url=url, timeout=60) as client,
         ):
             console = Console(

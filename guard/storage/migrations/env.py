@@ -14,6 +14,7 @@ from sqlalchemy.engine import Connection
 
 import guard.audit.models  # registers the audit tables on Base.metadata
 import guard.console.models  # registers the console's sessions on Base.metadata
+import guard.export.models  # registers the export tables on Base.metadata
 import guard.incidents.models  # registers the incident tables on Base.metadata
 import guard.records.models  # registers the records table on Base.metadata
 from guard.storage.base import Base

@@ -1,0 +1,1 @@
+"""Analytics export: profiles, the plan and transformer, readers and writers, engines."""
