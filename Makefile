@@ -67,6 +67,7 @@ bench: setup
 	$(BIN)/python bench/adversarial.py
 	$(BIN)/python bench/incidents.py
 	$(BIN)/python bench/console.py
+	$(BIN)/python bench/export.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -199,6 +199,40 @@ class DataKeyStore(Protocol):
         ...
 
 
+class CombinedDataKeyStore:
+    """Several stores of wrapped data keys as one (records, export purposes), for rotation.
+
+    Key ids become ``<index>:<id>`` so a report names which store a failed key is in; a KEK
+    version is in use while any store still has a key under it.
+    """
+
+    def __init__(self, *stores: DataKeyStore) -> None:
+        self._stores = stores
+
+    def iter_wrapped(
+        self, batch_size: int, *, not_version: int | None = None
+    ) -> Iterator[tuple[str, str, str, WrappedKey]]:
+        """Every store's data keys, one store after the other."""
+        for index, store in enumerate(self._stores):
+            for key_id, tenant, customer, wrapped in store.iter_wrapped(
+                batch_size, not_version=not_version
+            ):
+                yield f"{index}:{key_id}", tenant, customer, wrapped
+
+    def replace_wrapped(self, key_id: str, old: WrappedKey, new: WrappedKey) -> bool:
+        """Compare-and-set in the store the key id names."""
+        index, _, inner = key_id.partition(":")
+        return self._stores[int(index)].replace_wrapped(inner, old, new)
+
+    def count_by_version(self) -> dict[int, int]:
+        """Data keys per KEK version, over every store."""
+        total: dict[int, int] = {}
+        for store in self._stores:
+            for version, count in store.count_by_version().items():
+                total[version] = total.get(version, 0) + count
+        return total
+
+
 @dataclass
 class RotationReport:
     """What a re-wrap pass did. Key ids are record ids (random UUIDs), never customer data."""

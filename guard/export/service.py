@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from guard.crypto.envelope import WrappedKey
 from guard.crypto.errors import IntegrityError, UnknownKeyVersionError
@@ -139,6 +139,64 @@ def build_manifest(
         "seconds": round(result.seconds, 3),
         **({"engine_details": result.extra} if result.extra else {}),
     }
+
+
+class PurposeKeyStore:
+    """The wrapped purpose keys, as KEK rotation needs them (the ``DataKeyStore`` protocol).
+
+    ``guard keys rotate`` re-wraps them with the customers' data keys, and ``guard keys
+    retire`` refuses a version that still wraps one, so a retired KEK never silently shreds a
+    purpose.
+    """
+
+    def __init__(self, session_factory: sessionmaker[Session]) -> None:
+        self._factory = session_factory
+
+    def iter_wrapped(
+        self, batch_size: int, *, not_version: int | None = None
+    ) -> Iterator[tuple[str, str, str, WrappedKey]]:
+        """(row id, tenant, owner, wrapped key) of every live purpose key, in id order."""
+        last = 0
+        while True:
+            with session_scope(self._factory) as session:
+                query = select(ExportPurposeKey).where(
+                    ExportPurposeKey.id > last, ExportPurposeKey.wrapped_key.is_not(None)
+                )
+                if not_version is not None:
+                    query = query.where(ExportPurposeKey.kek_version != not_version)
+                rows = session.scalars(query.order_by(ExportPurposeKey.id).limit(batch_size)).all()
+                found = [
+                    (
+                        str(r.id),
+                        r.tenant,
+                        _key_owner(r.purpose, r.generation),
+                        WrappedKey(kek_version=r.kek_version or 0, wrapped=r.wrapped_key or b""),
+                    )
+                    for r in rows
+                ]
+            yield from found
+            if len(rows) < batch_size:
+                return
+            last = rows[-1].id
+
+    def replace_wrapped(self, key_id: str, old: WrappedKey, new: WrappedKey) -> bool:
+        """Swap ``old`` for ``new`` only if the row still holds ``old``."""
+        with session_scope(self._factory, write=True) as session:
+            row = session.get(ExportPurposeKey, int(key_id))
+            if row is None or row.wrapped_key != old.wrapped or row.kek_version != old.kek_version:
+                return False
+            row.wrapped_key, row.kek_version = new.wrapped, new.kek_version
+            return True
+
+    def count_by_version(self) -> dict[int, int]:
+        """How many live purpose keys each KEK version wraps."""
+        with session_scope(self._factory) as session:
+            rows = session.execute(
+                select(ExportPurposeKey.kek_version, func.count())
+                .where(ExportPurposeKey.wrapped_key.is_not(None))
+                .group_by(ExportPurposeKey.kek_version)
+            ).all()
+        return {int(version): int(count) for version, count in rows if version is not None}
 
 
 class ExportService:

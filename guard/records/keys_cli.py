@@ -19,10 +19,16 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from guard.audit.service import AuditTrail
-from guard.crypto.envelope import EnvelopeCipher, retire_version, rewrap_all
+from guard.crypto.envelope import (
+    CombinedDataKeyStore,
+    EnvelopeCipher,
+    retire_version,
+    rewrap_all,
+)
 from guard.crypto.errors import KeyConfigurationError
 from guard.crypto.providers import initialise_key_provider, load_key_provider
 from guard.errors import GuardError
+from guard.export.service import PurposeKeyStore
 from guard.records.repository import SqlDataKeyStore
 from guard.storage.engine import create_engine_for, make_session_factory
 from guard.storage.migrate import upgrade_to_head
@@ -49,12 +55,14 @@ class KeyRefusedError(GuardError):
 
 
 @contextlib.contextmanager
-def _store(settings: Settings) -> Iterator[tuple[SqlDataKeyStore, AuditTrail]]:
+def _store(settings: Settings) -> Iterator[tuple[CombinedDataKeyStore, AuditTrail]]:
     engine = create_engine_for(settings)
     try:
         upgrade_to_head(engine)
         factory = make_session_factory(engine)
-        yield SqlDataKeyStore(factory), AuditTrail(settings, factory)
+        # customers' data keys and the export purposes' keys rotate (and retire) together
+        store = CombinedDataKeyStore(SqlDataKeyStore(factory), PurposeKeyStore(factory))
+        yield store, AuditTrail(settings, factory)
     finally:
         engine.dispose()
 

@@ -11,16 +11,24 @@ from sqlalchemy import select
 
 from guard.audit.models import AuditEvent
 from guard.audit.service import AuditTrail
-from guard.crypto.envelope import EnvelopeCipher
+from guard.crypto.envelope import (
+    CombinedDataKeyStore,
+    EnvelopeCipher,
+    retire_version,
+    rewrap_all,
+)
+from guard.crypto.errors import KeyConfigurationError
 from guard.crypto.providers import load_key_provider
 from guard.export.models import ExportManifest, ExportPurposeKey
 from guard.export.profile import parse_profile
 from guard.export.service import (
     ExportService,
     ManifestNotFoundError,
+    PurposeKeyStore,
     PurposeShreddedError,
 )
 from guard.export.transform import RunResult, make_plan
+from guard.records.repository import SqlDataKeyStore
 from guard.storage.engine import session_scope
 
 if TYPE_CHECKING:
@@ -142,3 +150,21 @@ def test_a_manifest_is_stored_and_its_audit_event_references_it(
         service.manifest(tenant="acme", manifest_id=info.id)
     with session_scope(session_factory) as session:
         assert session.scalars(select(ExportManifest)).one().rows_in == 2
+
+
+def test_key_rotation_rewraps_purpose_keys_and_retire_waits_for_them(
+    service: ExportService, db_settings: Settings, session_factory: sessionmaker[Session]
+) -> None:
+    key = service.purpose_key(tenant="acme", purpose="research")
+    cipher = EnvelopeCipher(load_key_provider(db_settings))
+    store = CombinedDataKeyStore(SqlDataKeyStore(session_factory), PurposeKeyStore(session_factory))
+    old = cipher.provider.current_version()
+    assert store.count_by_version() == {old: 1}
+    target = cipher.provider.create_version()
+    with pytest.raises(KeyConfigurationError, match="still wraps 1 data key"):
+        retire_version(cipher.provider, store, old)
+    report = rewrap_all(cipher, store, target_version=target)
+    assert (report.rewrapped, report.complete) == (1, True)
+    retire_version(cipher.provider, store, old)
+    again = service.purpose_key(tenant="acme", purpose="research", create=False)
+    assert (again.material, again.generation) == (key.material, 1)
