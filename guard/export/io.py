@@ -1032,7 +1032,8 @@ class StagedOutput:
     def staged_batches(self) -> Iterator[pa.RecordBatch]:
         """Every batch of the completed parts, in order (to rebuild counts after a resume)."""
         for part in self._parts:
-            with pa.memory_map(str(self.directory / str(part["name"]))) as source:
+            # read, not mapped: a mapped part's pages would count against this process
+            with pa.OSFile(str(self.directory / str(part["name"]))) as source:
                 reader = pa.ipc.open_file(source)
                 for index in range(reader.num_record_batches):
                     yield reader.get_batch(index)

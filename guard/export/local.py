@@ -25,6 +25,7 @@ naming only its type, since its message could quote a cell.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import multiprocessing
 import os
 import signal
@@ -176,6 +177,14 @@ def _transformer(spec: TransformerSpec, detect: _LazyDetect | None = None) -> Tr
     )
 
 
+#: Batches a pool transforms before it is replaced by a fresh one. spaCy's StringStore keeps
+#: every new token (each email, phone, id) for the life of a process, so a worker's memory
+#: grows with the rows it has seen (about 70 MB per 80,000 notes, measured); fresh workers
+#: every POOL_BATCHES batches keep it bounded. The cost is one drain and model load (a few
+#: seconds) per POOL_BATCHES x 500 rows. A whole fresh pool rather than
+#: ``max_tasks_per_child``: no worker ever leaves while a batch of this pool waits for it.
+POOL_BATCHES = 400
+
 _WORKER: Transformer | _Failure | None = None
 
 
@@ -209,7 +218,10 @@ def _pool(workers: int, spec: TransformerSpec) -> ProcessPoolExecutor:
     if method == "forkserver":
         context.set_forkserver_preload(["guard.export.local", "guard.detection.engine"])
     return ProcessPoolExecutor(
-        max_workers=workers, mp_context=context, initializer=_init_worker, initargs=(spec,)
+        max_workers=workers,
+        mp_context=context,
+        initializer=_init_worker,
+        initargs=(spec,),
     )
 
 
@@ -243,7 +255,22 @@ def _in_process(
 def _in_pool(
     spec: TransformerSpec, workers: int, batches: Iterator[_Numbered], source: str
 ) -> Generator[_Done]:
-    """Batches through the pool, a bounded number in flight, results in input order."""
+    """Batches through the pool, a bounded number in flight, results in input order.
+
+    The pool is replaced by a fresh one every ``POOL_BATCHES`` batches (memory, above).
+    """
+    remaining = iter(batches)
+    while True:
+        chunk = itertools.islice(remaining, POOL_BATCHES)
+        first = next(chunk, None)
+        if first is None:
+            return
+        yield from _one_pool(spec, workers, itertools.chain([first], chunk), source)
+
+
+def _one_pool(
+    spec: TransformerSpec, workers: int, batches: Iterator[_Numbered], source: str
+) -> Generator[_Done]:
     with _pool(workers, spec) as executor:
         pending: deque[tuple[int, Future[_Outcome]]] = deque()
         try:

@@ -13,6 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from guard.export import local
 from guard.export.errors import ExportError, ExportInputError, KAnonymityError
 from guard.export.io import file_sha256, staging_dir
 from guard.export.local import run_local
@@ -130,6 +131,22 @@ def test_when_two_workers_run_then_the_output_is_byte_identical_to_one_worker(
     assert table.column_names == ["id", "email", "note", "age"]
     assert all("<PHONE_NUMBER_" in str(note) for note in table.column("note").to_pylist())
     assert _beside(out) == ["two.parquet"]
+
+
+def test_when_the_pool_is_renewed_midway_then_the_output_is_still_identical(
+    settings: Settings,
+    support: Path,
+    baseline: tuple[bytes, RunResult],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Fresh workers every few batches (their memory stays bounded): same bytes, same counts."""
+    monkeypatch.setattr(local, "POOL_BATCHES", 3)
+    expected, one = baseline
+    out = tmp_path / "renewed.parquet"
+    renewed = _run(settings, _profile(SCANNING), support, out, workers=2, batch_rows=50)
+    assert out.read_bytes() == expected
+    assert renewed.entity_counts == one.entity_counts
 
 
 def _children() -> dict[int, int]:
