@@ -266,6 +266,7 @@ def test_when_pii_goes_through_every_endpoint_then_it_is_stored_and_logged_nowhe
     for path, payload, role in sent:
         api.client.post(path, json=payload, headers=api.headers(role))
     _exercise_records(api)
+    _exercise_exports(api)
     _exercise_hostile_paths(api)
     api.client.get("/v1/audit/events", headers=api.headers("compliance_officer"))
     dump = _dump_database(api)
@@ -294,6 +295,32 @@ def _exercise_hostile_paths(api: Api) -> None:
         for method, path, headers in calls:
             response = api.client.request(method, path, headers=headers)
             assert response.status_code < 500, (method, response.text)
+            assert value not in response.text
+
+
+def _exercise_exports(api: Api) -> None:
+    """The streaming export: redacted rows, a refused body, the manifests an officer reads."""
+    ndjson = {**api.headers("analyst"), "Content-Type": "application/x-ndjson"}
+    row = {
+        "conversation_id": "c-1",
+        "message_id": 1,
+        "customer_id": PII["email"],
+        "author": "customer",
+        "sent_at": "2024-05-01",
+        "text": CHAT,
+    }
+    url = "/v1/exports/redact?profile=chat_transcripts"
+    done = api.client.post(url, content=json.dumps(row) + "\n", headers=ndjson)
+    assert done.status_code == 200, done.text
+    missing = {k: v for k, v in row.items() if k != "author"}
+    refused = api.client.post(url, content=json.dumps(missing) + "\n", headers=ndjson)
+    assert refused.status_code == 422
+    officer = api.headers("compliance_officer")
+    listed = api.client.get("/v1/exports/manifests", headers=officer)
+    manifest_id = listed.json()["manifests"][0]["id"]
+    shown = api.client.get(f"/v1/exports/manifests/{manifest_id}", headers=officer)
+    for response in (done, refused, listed, shown):
+        for value in PII.values():
             assert value not in response.text
 
 

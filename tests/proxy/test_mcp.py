@@ -5,9 +5,6 @@ guard calling the demo CRM (its HTTP endpoints and its MCP server) as the upstre
 from __future__ import annotations
 
 import json
-import socket
-import threading
-import time
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -16,7 +13,6 @@ import httpx
 import httpx2
 import mcp_types
 import pytest
-import uvicorn
 from click.testing import CliRunner
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
@@ -24,6 +20,7 @@ from mcp.client.streamable_http import streamable_http_client
 from guard.api.app import create_app
 from guard.proxy.cli import tools
 from guard.proxy.mcp_upstream import PINS_FILENAME, read_pins, write_pins
+from tests.fixtures.server import serving
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterator
@@ -37,30 +34,8 @@ MARIA = "C1001"
 @pytest.fixture
 def guard_url(api: Api) -> Iterator[str]:
     """guard (the api fixture's services) served by uvicorn on a free loopback port."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(
-        create_app(services=api.services),
-        log_config=None,
-        access_log=False,
-        lifespan="on",
-        timeout_graceful_shutdown=2,
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert thread.is_alive(), "guard did not start"
-        assert time.monotonic() < deadline, "guard did not start in time"
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}/mcp"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
+    with serving(create_app(services=api.services), lifespan="on", graceful=2) as url:
+        yield f"{url}/mcp"
 
 
 @asynccontextmanager
