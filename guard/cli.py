@@ -85,6 +85,9 @@ def _register_groups() -> None:
     from guard.proxy.cli import tools  # noqa: PLC0415
     from guard.records.cli import records  # noqa: PLC0415
     from guard.records.keys_cli import keys  # noqa: PLC0415
+    from guard.subjects.cli import subjects  # noqa: PLC0415
+    from guard.subjects.compliance_cli import compliance  # noqa: PLC0415
+    from guard.subjects.retention_cli import retention  # noqa: PLC0415
 
     main.add_command(principals)
     main.add_command(policies)
@@ -95,6 +98,9 @@ def _register_groups() -> None:
     main.add_command(tools)
     main.add_command(incidents)
     main.add_command(export)
+    main.add_command(subjects)
+    main.add_command(retention)
+    main.add_command(compliance)
 
 
 # --------------------------------------------------------------------------- serve

@@ -162,6 +162,11 @@ class Settings(BaseSettings):
     #: `guard serve` scans the audit trail for incidents every N seconds (0: no background scan;
     #: `guard incidents scan` still works).
     incident_scan_seconds: float = Field(default=10.0, ge=0, le=86_400)
+    #: `guard serve` applies policies/retention.yaml every N seconds (0: no scheduler;
+    #: `guard retention run` still works).
+    retention_interval_seconds: float = Field(default=3600.0, ge=0, le=7 * 86_400)
+    #: Rows handled per retention transaction: a run commits (and can resume) in such steps.
+    retention_batch: int = Field(default=500, ge=1, le=100_000)
     #: Events read per scanner transaction: the cursor moves in steps of at most this many.
     incident_scan_batch: int = Field(default=5_000, ge=1, le=1_000_000)
 

@@ -39,6 +39,13 @@ OBJECT_ACTIONS: Final[Mapping[str, frozenset[str]]] = MappingProxyType(
         "incidents": frozenset({"read", "update", "notify", "resolve"}),
         # analytics export: run one (stream rows through a profile), read the manifests
         "export": frozenset({"run", "read"}),
+        # data subject requests: open one (with the identity check stated), read them, make
+        # the access package (decrypts the customer's data), carry out an erasure request
+        "subjects": frozenset({"open", "read", "package", "erase"}),
+        # retention: read the schedule, runs and holds; place and release legal holds
+        "retention": frozenset({"read", "hold"}),
+        # the record of processing and the privacy notice generated from the policies
+        "compliance": frozenset({"read"}),
     }
 )
 
@@ -75,6 +82,21 @@ INCIDENTS_RESOLVE: Final = Permission("resolve", "incidents")
 EXPORT_RUN: Final = Permission("run", "export")
 #: Read export manifests: what left, when, by whom, under which profile.
 EXPORT_READ: Final = Permission("read", "export")
+
+#: Open a data subject request for a customer found through the blind indexes.
+SUBJECTS_OPEN: Final = Permission("open", "subjects")
+#: Read data subject requests, their deadlines and outcomes (no customer data).
+SUBJECTS_READ: Final = Permission("read", "subjects")
+#: Make (and download) the encrypted access package of a request: decrypts the customer's data.
+SUBJECTS_PACKAGE: Final = Permission("package", "subjects")
+#: Carry out an erasure request (crypto-shreds the record).
+SUBJECTS_ERASE: Final = Permission("erase", "subjects")
+#: Read the retention schedule, past runs and legal holds.
+RETENTION_READ: Final = Permission("read", "retention")
+#: Place and release legal holds.
+RETENTION_HOLD: Final = Permission("hold", "retention")
+#: Read the record of processing and the privacy notice.
+COMPLIANCE_READ: Final = Permission("read", "compliance")
 
 #: See the tools the caller may call (``GET /v1/tools``, MCP ``tools/list``).
 TOOLS_LIST: Final = Permission("list", "tools")

@@ -173,6 +173,9 @@ def _include_optional_routers(app: FastAPI) -> None:
     from guard.messages.endpoints import router as messages_router  # noqa: PLC0415
     from guard.proxy.endpoints import router as tools_router  # noqa: PLC0415
     from guard.records.endpoints import router as records_router  # noqa: PLC0415
+    from guard.subjects.compliance_endpoints import router as compliance_router  # noqa: PLC0415
+    from guard.subjects.endpoints import router as subjects_router  # noqa: PLC0415
+    from guard.subjects.retention_endpoints import router as retention_router  # noqa: PLC0415
 
     app.include_router(audit_router)
     app.include_router(access_router)
@@ -181,3 +184,6 @@ def _include_optional_routers(app: FastAPI) -> None:
     app.include_router(tools_router)
     app.include_router(incidents_router)
     app.include_router(export_router)
+    app.include_router(subjects_router)
+    app.include_router(retention_router)
+    app.include_router(compliance_router)

@@ -63,3 +63,22 @@ class AuditCheckpoint(Base):
     ts: Mapped[datetime] = mapped_column(UtcDateTime(), nullable=False)
     signature: Mapped[str] = mapped_column(String(128), nullable=False)
     key_id: Mapped[str] = mapped_column(String(32), nullable=False)
+
+
+class AuditPrune(Base):
+    """A signed seal over a removed prefix of the chain: events up to ``seq`` were pruned.
+
+    Retention removes the oldest events; the seal keeps what verification needs to go on from
+    ``seq + 1``: the hash of the last removed event (the next event's ``prev_hash``), signed
+    with the checkpoint key, and how many events the prefix held.
+    """
+
+    __tablename__ = "audit_prunes"
+
+    seq: Mapped[int] = mapped_column(SeqType, primary_key=True, autoincrement=False)
+    head_hash: Mapped[str] = mapped_column(String(64), nullable=False)
+    ts: Mapped[datetime] = mapped_column(UtcDateTime(), nullable=False)
+    #: Events removed by this prune (the prefix since the previous seal).
+    events_removed: Mapped[int] = mapped_column(SeqType, nullable=False)
+    signature: Mapped[str] = mapped_column(String(128), nullable=False)
+    key_id: Mapped[str] = mapped_column(String(32), nullable=False)

@@ -59,6 +59,9 @@ class CustomerRecord(Base):
     status: Mapped[str] = mapped_column(String(16), nullable=False)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), nullable=False)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), nullable=False)
+    #: When the notes were last written (retention keeps notes N days from this); NULL on rows
+    #: written before migration 0010, where ``updated_at`` stands in.
+    notes_written_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
 
     wrapped_key: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     kek_version: Mapped[int | None] = mapped_column(Integer, nullable=True)

@@ -648,6 +648,8 @@ class RecordService:
                     counts.update(item.entity_type for item in result.items)
                     redacted = self._encrypt(row, data_key, "notes_redacted", result.text)
                 row.notes_redacted = redacted
+                # retention keeps notes N days from this (policies/retention.yaml)
+                row.notes_written_at = _now() if value is not None else None
         self._reindex(row, values)
         return dict(counts)
 

@@ -76,6 +76,13 @@ GRANTS: dict[str, set[Permission]] = {
         perm.INCIDENTS_RESOLVE,
         perm.INCIDENTS_NOTIFY,
         perm.EXPORT_READ,
+        perm.SUBJECTS_OPEN,
+        perm.SUBJECTS_READ,
+        perm.SUBJECTS_PACKAGE,
+        perm.SUBJECTS_ERASE,
+        perm.RETENTION_READ,
+        perm.RETENTION_HOLD,
+        perm.COMPLIANCE_READ,
     },
 }
 GRANTS["supervisor"] = GRANTS["agent"] | {perm.REVEAL, perm.RECORDS_REVEAL}

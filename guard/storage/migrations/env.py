@@ -17,6 +17,7 @@ import guard.console.models  # registers the console's sessions on Base.metadata
 import guard.export.models  # registers the export tables on Base.metadata
 import guard.incidents.models  # registers the incident tables on Base.metadata
 import guard.records.models  # registers the records table on Base.metadata
+import guard.subjects.models  # registers the subjects and retention tables on Base.metadata
 from guard.storage.base import Base
 
 with contextlib.suppress(ImportError):
