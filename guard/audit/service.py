@@ -16,19 +16,19 @@ import io
 import json
 import os
 import re
-from datetime import UTC, datetime, timedelta
-from typing import IO, TYPE_CHECKING, Any, cast
+from datetime import UTC
+from typing import IO, TYPE_CHECKING, Any
 
 import structlog
 
-from guard.audit.chain import GENESIS_HASH, canonical_json, checkpoint_payload, seal_event
+from guard.audit.chain import canonical_json
 from guard.audit.context import current_request_audit
 from guard.audit.errors import AuditInputError, AuditStoreError
 from guard.audit.repository import AuditRepository
 from guard.audit.schemas import AuditEventRead, AuditFilters, AuditPage, ExportFormat
+from guard.audit.writer import ChainWriter
 from guard.crypto.audit_keys import AuditKeys
 from guard.storage.engine import (
-    SQLITE_BEGIN_IMMEDIATE,
     create_engine_for,
     make_session_factory,
     session_scope,
@@ -207,71 +207,18 @@ def canonicalize(_logger: WrappedLogger, _method: str, event_dict: EventDict) ->
 
 
 class AppendToChain:
-    """Final processor: append the event to the chain (and checkpoint it when due)."""
+    """Final processor: append the event to the chain through this process's group commit.
 
-    def __init__(
-        self,
-        factory: sessionmaker[Session],
-        keys: AuditKeys,
-        *,
-        checkpoint_events: int,
-        checkpoint_seconds: float,
-    ) -> None:
-        self._factory = factory
-        self._keys = keys
-        self._checkpoint_events = checkpoint_events
-        self._checkpoint_every = timedelta(seconds=checkpoint_seconds)
-        # The newest checkpoint this process knows of. Another process may have written a newer
-        # one, which only makes a checkpoint less due: a "not due" from this cache is always
-        # right, and a "due" is confirmed against the table. Saves a query on most appends.
-        self._known_checkpoint: tuple[int, datetime] | None = None
+    The event is durable when this returns: see :mod:`guard.audit.writer` for how concurrent
+    events share one transaction, and why the chain order is still the commit order.
+    """
+
+    def __init__(self, writer: ChainWriter) -> None:
+        self._writer = writer
 
     def __call__(self, _logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
-        """Lock the chain, read its head, insert the sealed event; one transaction."""
-        with session_scope(self._factory) as session:
-            session.connection(execution_options=cast("Any", {SQLITE_BEGIN_IMMEDIATE: True}))
-            repo = AuditRepository(session)
-            repo.lock_chain()
-            head = repo.head_state()
-            seq, prev_hash = (1, GENESIS_HASH) if head is None else (head[0] + 1, head[1])
-            # The timestamp is taken under the lock, and never before the head's (another host's
-            # clock may run ahead): ts never goes back along seq, so a time range is a seq range.
-            now = datetime.now(UTC)
-            content = {**event_dict, "ts": now if head is None else max(now, head[2])}
-            row = seal_event(content, seq=seq, prev_hash=prev_hash, keys=self._keys)
-            repo.insert_event(row)
-            if self._checkpoint_due(repo, seq, row["ts"]):
-                self._checkpoint(repo, seq, row["hash"], row["ts"])
-        return row
-
-    def _checkpoint_due(self, repo: AuditRepository, seq: int, now: datetime) -> bool:
-        known = self._known_checkpoint
-        if known is not None and not self._due(seq, now, known):
-            return False
-        last = repo.last_checkpoint()
-        if last is None:
-            last = (0, repo.first_event_ts() or now)
-        self._known_checkpoint = last
-        return self._due(seq, now, last)
-
-    def _due(self, seq: int, now: datetime, since: tuple[int, datetime]) -> bool:
-        since_seq, since_ts = since
-        return (
-            seq - since_seq >= self._checkpoint_events or now - since_ts >= self._checkpoint_every
-        )
-
-    def _checkpoint(self, repo: AuditRepository, seq: int, head_hash: str, ts: datetime) -> None:
-        signature = self._keys.sign_checkpoint(checkpoint_payload(seq, head_hash, ts))
-        repo.insert_checkpoint(
-            {
-                "seq": seq,
-                "head_hash": head_hash,
-                "ts": ts,
-                "signature": signature.hex(),
-                "key_id": self._keys.signing_key_id,
-            }
-        )
-        self._known_checkpoint = (seq, ts)
+        """Hand the validated event to the writer; the stored row comes back once committed."""
+        return self._writer.append(event_dict)
 
 
 def event_to_json(row: Mapping[str, Any]) -> dict[str, Any]:
@@ -331,17 +278,18 @@ class AuditTrail:
             session_factory = make_session_factory(self._engine)
         self._factory = session_factory
         self._keys = keys or AuditKeys.from_settings(settings)
+        self._writer = ChainWriter(
+            session_factory,
+            self._keys,
+            checkpoint_events=settings.audit_checkpoint_events,
+            checkpoint_seconds=settings.audit_checkpoint_seconds,
+        )
         processors: list[Processor] = [
             require_fields,
             HashIdentifiers(self._keys),
             refuse_payloads,
             canonicalize,
-            AppendToChain(
-                session_factory,
-                self._keys,
-                checkpoint_events=settings.audit_checkpoint_events,
-                checkpoint_seconds=settings.audit_checkpoint_seconds,
-            ),
+            AppendToChain(self._writer),
         ]
         self._logger = _AuditLogger(
             _AuditSink(settings.audit_jsonl_path), processors=processors, context={}
@@ -351,6 +299,11 @@ class AuditTrail:
     def keys(self) -> AuditKeys:
         """The audit keys in use."""
         return self._keys
+
+    @property
+    def writer(self) -> ChainWriter:
+        """The appender of this process (group commit); its counters show the grouping."""
+        return self._writer
 
     def record(
         self,

@@ -144,7 +144,7 @@ def test_when_a_clock_runs_behind_then_ts_still_never_goes_back_along_seq(
 ) -> None:
     record_events(trail, 2)
     with monkeypatch.context() as patched:
-        patched.setattr("guard.audit.service.datetime", _Behind)
+        patched.setattr("guard.audit.writer.datetime", _Behind)
         record_events(trail, 2)
     record_events(trail, 1)
     stamps = [event["ts"] for event in trail.search_events()]

@@ -511,7 +511,7 @@ def test_when_verify_txt_is_followed_without_guard_then_it_agrees_with_guard(
 ) -> None:
     record_events(trail, 4, customer="C-9", entity_counts={"PERSON": 1, "EMAIL_ADDRESS": 3})
     with monkeypatch.context() as patched:
-        patched.setattr("guard.audit.service.datetime", _WholeSecond)
+        patched.setattr("guard.audit.writer.datetime", _WholeSecond)
         trail.record(
             action="records.read",
             resource="record",
