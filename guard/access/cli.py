@@ -173,8 +173,8 @@ def policies_reload(settings: Settings) -> None:
             raise
         access.reload()
     click.echo(
-        f"policy in {settings.policies_dir} is valid; running servers apply it on "
-        "POST /v1/admin/policies/reload or restart"
+        f"policy in {settings.policies_dir} is valid and reloaded; running servers on this "
+        "database follow within a second"
     )
 
 

@@ -12,10 +12,12 @@ before it replaces the one in force, so a broken file never takes effect.
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
 import casbin
+import structlog
 from casbin.util import key_match
 
 from guard.access.permissions import POLICY_RELOAD, Permission, is_known
@@ -23,6 +25,7 @@ from guard.access.principals import ROLES, validate_tenant
 from guard.errors import GuardError, InvalidInputError, PolicyError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from pathlib import Path
 
     from guard.access.audit import AuditRecorder
@@ -38,6 +41,11 @@ _REQUEST_TOKENS: Final = ("r_sub", "r_dom", "r_obj", "r_act")
 _P_FIELDS: Final = 4
 _G_FIELDS: Final = 3
 DENIED_BY_DEFAULT: Final = "no policy line allows it: denied by default"
+#: How often (seconds) a process looks for a policy reload made elsewhere (another worker,
+#: another host, ``guard policies reload``).
+FOLLOW_SECONDS: Final = 1.0
+
+log = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True)
@@ -205,11 +213,29 @@ def _self_check(loaded: _LoadedPolicy, model_path: Path) -> None:
 class AccessControl:
     """Casbin decisions for principals; reloadable at run time without a window of doubt."""
 
-    def __init__(self, settings: Settings, *, audit: AuditRecorder | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        audit: AuditRecorder | None = None,
+        follow: Callable[[], int | None] | None = None,
+        follow_seconds: float = FOLLOW_SECONDS,
+    ) -> None:
+        """``follow``: the seq of the newest successful ``policy.reload`` in the audit trail.
+
+        With it, a reload made anywhere (another worker process, another host on the same
+        database, ``guard policies reload``) reaches this one within ``follow_seconds``: the
+        audited reload event is the signal, so there is no second channel to keep in step.
+        """
         self._policies_dir = settings.policies_dir
         self._audit = audit
         self._lock = threading.RLock()
         self._loaded = load_policy(self._policies_dir)
+        self._follow = follow
+        self._follow_seconds = follow_seconds
+        self._next_follow = 0.0
+        # the reloads already in the trail are what this process has just loaded
+        self._applied_seq = follow() if follow is not None else None
 
     def enforce(
         self, principal: Principal, permission: Permission, *, tenant: str | None = None
@@ -267,15 +293,48 @@ class AccessControl:
             raise
         with self._lock:
             self._loaded = loaded
-        self._record(
+        seq = self._record(
             "policy.reload",
             decision="allow",
             outcome="success",
             principal=principal,
             details={"lines": len(loaded.lines)},
         )
+        if seq is not None:
+            with self._lock:
+                self._applied_seq = max(seq, self._applied_seq or 0)
+
+    def follow_reloads(self) -> bool:
+        """Load the policy files again if a reload was recorded since ours; return whether.
+
+        Checked at most every ``follow_seconds`` (one indexed query). A following load is not
+        audited again (the reload that caused it is), and one that fails keeps the policy in
+        force, as a reload does.
+        """
+        if self._follow is None:
+            return False
+        now = time.monotonic()
+        with self._lock:
+            if now < self._next_follow:
+                return False
+            self._next_follow = now + self._follow_seconds
+        latest = self._follow()
+        with self._lock:
+            if latest is None or (self._applied_seq is not None and latest <= self._applied_seq):
+                return False
+            self._applied_seq = latest
+        try:
+            loaded = load_policy(self._policies_dir)
+        except GuardError as exc:
+            log.warning("policy.follow_failed", error=exc.type_slug)
+            return False
+        with self._lock:
+            self._loaded = loaded
+        log.info("policy.followed_reload", seq=latest, lines=len(loaded.lines))
+        return True
 
     def _decide(self, role: str, tenant: str, action: str, obj: str) -> Explanation:
+        self.follow_reloads()
         with self._lock:
             loaded = self._loaded
             allowed, rule = loaded.enforcer.enforce_ex(role, tenant, obj, action)
@@ -306,10 +365,10 @@ class AccessControl:
         details: dict[str, str | int | bool],
         principal: Principal | None = None,
         tenant: str | None = None,
-    ) -> None:
+    ) -> int | None:
         if self._audit is None:
-            return
-        self._audit.record(
+            return None
+        return self._audit.record(
             action=action,
             resource="policy",
             decision=decision,

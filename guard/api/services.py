@@ -104,7 +104,10 @@ def build_services(
             session_factory=session_factory,
             analysis=analysis,
             redactor=redactor,
-            access=AccessControl(settings, audit=audit),
+            # a reload in any worker (or `guard policies reload`) reaches this one too
+            access=AccessControl(
+                settings, audit=audit, follow=lambda: audit.latest_seq("policy.reload")
+            ),
             api_keys=ApiKeyService(session_factory, audit=audit),
             jwt=jwt,
             audit=audit,

@@ -138,6 +138,14 @@ class AuditRepository:
             query.order_by(AuditEvent.seq.desc()).limit(1)
         ).scalar_one_or_none()
 
+    def latest_seq(self, action: str, *, outcome: str) -> int | None:
+        """The seq of the newest event of ``action`` with ``outcome``, or None."""
+        return self._session.execute(
+            select(func.max(AuditEvent.seq)).where(
+                AuditEvent.action == action, AuditEvent.outcome == outcome
+            )
+        ).scalar_one_or_none()
+
     def since(
         self,
         since: datetime,
@@ -200,7 +208,7 @@ class AuditRepository:
         """Events matching ``filters`` with seq > ``after_seq``, in seq order, at most ``limit``.
 
         A time range is also a seq range (an event's ts is taken under the chain lock and never
-        goes back, see :class:`~guard.audit.service.AppendToChain`): its bounds are looked up on
+        goes back, see :class:`~guard.audit.writer.ChainWriter`): its bounds are looked up on
         the ts index, so a page starts where the range starts instead of walking the chain to it.
         """
         query = self._filtered(select(AuditEvent), filters, customer_hash)

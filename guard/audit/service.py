@@ -358,6 +358,11 @@ class AuditTrail:
             request.mark_audited()
         return seq
 
+    def latest_seq(self, action: str, *, outcome: str = "success") -> int | None:
+        """The seq of the newest ``action`` event with ``outcome`` (e.g. the last reload)."""
+        with session_scope(self._factory) as session:
+            return AuditRepository(session).latest_seq(action, outcome=outcome)
+
     def customer_hash(self, customer: str) -> str:
         """The keyed hash under which events about ``customer`` are stored."""
         return self._keys.identifier_hash("customer", customer)
