@@ -12,6 +12,8 @@ SOFTHSM := /usr/lib/softhsm/libsofthsm2.so
 # Debian's Chromium, which Playwright drives through its path in the console's browser tests
 # (tests/console): no `playwright install`, no browser download.
 CHROMIUM := /usr/bin/chromium
+# wrk (Debian package): bench/api.py's load generator, a process of its own written in C.
+WRK := /usr/bin/wrk
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: setup model run demo test lint bench clean
@@ -32,6 +34,10 @@ $(SOFTHSM):
 $(CHROMIUM):
 	$(SUDO) apt-get update -qq
 	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+
+$(WRK):
+	$(SUDO) apt-get update -qq
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk
 
 model: $(STAMP)
 	$(BIN)/guard models install
@@ -59,8 +65,9 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check guard tests bench examples
 	$(BIN)/mypy
 
-bench: setup
+bench: setup $(WRK)
 	$(BIN)/python bench/detect.py
+	$(BIN)/python bench/batching.py
 	$(BIN)/python bench/api.py
 	$(BIN)/python bench/audit.py
 	$(BIN)/python bench/records.py
@@ -68,6 +75,8 @@ bench: setup
 	$(BIN)/python bench/incidents.py
 	$(BIN)/python bench/console.py
 	$(BIN)/python bench/export.py
+	$(BIN)/python bench/subjects.py
+	$(BIN)/python bench/retention.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,23 +1,25 @@
-"""API latency and throughput: guard's POST /v1/redact against vanilla Presidio behind FastAPI.
+"""API throughput and latency: guard's POST /v1/redact against vanilla Presidio behind FastAPI.
 
-One run, same machine, same messages, same load generator: an asyncio HTTP client over
-loopback at several concurrency levels (each level a fixed number of requests after a warm-up),
-against
+One run, same machine, same messages, same worker count on both sides, and an external load
+generator (wrk, from Debian's package; a separate process written in C, so the client takes
+little of the two cores) at several concurrency levels, each for a fixed duration after a
+warm-up, against
 
-- guard: ``guard serve`` (1 worker) with the embedded SQLite database, an API key, Casbin
-  authorization and the audit trail on every request;
+- guard: ``guard serve --workers N`` with the embedded SQLite database (synchronous=FULL), an
+  API key, Casbin authorization and a durable audit event on every request;
 - the peer: vanilla Presidio (analyzer + anonymizer defaults) behind a minimal FastAPI endpoint
-  (bench/presidio_peer.py), no security at all.
+  (bench/presidio_peer.py) under ``uvicorn --workers N``, no security at all.
 
 It then measures, in process, what authentication + authorization + audit add to one request
-(API-key lookup, Casbin decision, one chained audit append committed to the database), on SQLite
-(synchronous=FULL, the default: every commit synced to disk; and NORMAL) and, if reachable,
-PostgreSQL. Results: bench/results/api.json.
+(API-key lookup, Casbin decision, one chained audit event committed durably): one caller at a
+time, and 16 callers at once (group commit: one fsync serves every event queued behind it), on
+SQLite (synchronous=FULL, the default, and NORMAL) and, if reachable, PostgreSQL.
+Results: bench/results/api.json.
 
-    .venv/bin/python bench/api.py [--requests 400] [--concurrency 1 4 16]
+    .venv/bin/python bench/api.py [--workers N] [--duration 10] [--concurrency 1 4 16 64]
 
-The client shares the machine's two cores with the server; figures are for comparison within
-the run, not capacity planning.
+Without wrk on the PATH the load comes from an asyncio client in this process instead (noted in
+the results). Figures are for comparison within the run, not capacity planning.
 """
 
 from __future__ import annotations
@@ -26,16 +28,20 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import socket
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
+WRK = shutil.which("wrk")
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "api.json"
 DATA = ROOT.parent / "shared" / "data" / "pii" / "abcd_dev.jsonl"
@@ -79,49 +85,97 @@ def wait_ready(url: str, timeout: float = 60.0) -> None:
 
 
 async def load(
-    url: str, headers: dict[str, str], bodies: list[dict[str, str]], concurrency: int, total: int
+    url: str,
+    headers: dict[str, str],
+    bodies: list[dict[str, str]],
+    concurrency: int,
+    seconds: float,
 ) -> dict[str, float]:
-    """Send ``total`` requests with ``concurrency`` in flight; latency percentiles and rate."""
+    """The fallback client: ``concurrency`` requests in flight for ``seconds``."""
     latencies: list[float] = []
     errors = 0
-    queue: asyncio.Queue[int] = asyncio.Queue()
-    for i in range(total):
-        queue.put_nowait(i)
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(limits=limits, timeout=30.0) as client:
+    async with httpx.AsyncClient(limits=limits, timeout=60.0) as client:
+        stop = time.perf_counter() + seconds
 
-        async def worker() -> None:
+        async def worker(offset: int) -> None:
             nonlocal errors
-            while True:
-                try:
-                    i = queue.get_nowait()
-                except asyncio.QueueEmpty:
-                    return
+            i = offset
+            while time.perf_counter() < stop:
                 started = time.perf_counter()
                 response = await client.post(url, json=bodies[i % len(bodies)], headers=headers)
                 latencies.append(time.perf_counter() - started)
-                if response.status_code != 200:
-                    errors += 1
+                errors += response.status_code != 200
+                i += 1
 
         started = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        await asyncio.gather(*(worker(n * 7) for n in range(concurrency)))
         elapsed = time.perf_counter() - started
     latencies.sort()
     return {
-        "requests": total,
+        "requests": len(latencies),
         "errors": errors,
-        "rps": round(total / elapsed, 1),
+        "rps": round(len(latencies) / elapsed, 1),
         "p50_ms": round(1000 * latencies[len(latencies) // 2], 2),
         "p99_ms": round(1000 * latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))], 2),
     }
 
 
+def wrk_load(
+    url: str, auth: str | None, bodies_file: Path, concurrency: int, seconds: float
+) -> dict[str, float]:
+    """Run wrk: ``concurrency`` connections for ``seconds``; rate and latency percentiles."""
+    env = {**os.environ, "GUARD_BENCH_BODIES": str(bodies_file), "GUARD_BENCH_AUTH": auth or ""}
+    threads = min(concurrency, 2)
+    assert WRK is not None
+    out = subprocess.run(  # noqa: S603 - fixed argv
+        [
+            WRK,
+            f"-t{threads}",
+            f"-c{concurrency}",
+            f"-d{seconds:g}s",
+            "--timeout",
+            "60s",
+            "-s",
+            str(ROOT / "bench" / "load.lua"),
+            url,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    figures = json.loads(out.strip().splitlines()[-1])
+    requests = figures["requests"]
+    return {
+        "requests": requests,
+        "errors": figures["socket_errors"] + figures["status_errors"],
+        "rps": round(requests / (figures["duration_us"] / 1e6), 1),
+        "p50_ms": round(figures["p50_us"] / 1000, 2),
+        "p99_ms": round(figures["p99_us"] / 1000, 2),
+    }
+
+
 def run_levels(
-    url: str, headers: dict[str, str], bodies: list[dict[str, str]], levels: list[int], total: int
+    url: str,
+    auth: str | None,
+    bodies: list[dict[str, str]],
+    levels: list[int],
+    seconds: float,
 ) -> dict[str, dict[str, float]]:
-    """A warm-up, then each concurrency level."""
-    asyncio.run(load(url, headers, bodies, 2, 40))
-    return {str(c): asyncio.run(load(url, headers, bodies, c, total)) for c in levels}
+    """A warm-up, then each concurrency level (with wrk when installed)."""
+    headers = {"Authorization": auth} if auth else {}
+    if WRK is None:
+        asyncio.run(load(url, headers, bodies, 2, 3.0))
+        return {str(c): asyncio.run(load(url, headers, bodies, c, seconds)) for c in levels}
+    with tempfile.NamedTemporaryFile("w", suffix=".jsonl", delete=False) as handle:
+        handle.writelines(json.dumps(body) + "\n" for body in bodies)
+    bodies_file = Path(handle.name)
+    try:
+        wrk_load(url, auth, bodies_file, 4, 3.0)
+        return {str(c): wrk_load(url, auth, bodies_file, c, seconds) for c in levels}
+    finally:
+        bodies_file.unlink()
 
 
 def start(cmd: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
@@ -135,8 +189,14 @@ def security_overhead(
     rounds: int = 2000,
     *,
     sqlite_synchronous: str = "full",
+    callers: int = 1,
 ) -> dict[str, float]:
-    """Time authenticate + enforce + audit append, in process, per request."""
+    """Time authenticate + enforce + durable audit append, in process, per request.
+
+    With ``callers`` > 1 they run at once, as a loaded server's request threads do: each
+    event still returns only once committed, but one commit (one fsync) serves the group
+    queued behind it. ``amortized_ms`` is the wall time per request.
+    """
     from guard.access.permissions import REDACT  # noqa: PLC0415
     from guard.api.services import build_services  # noqa: PLC0415
     from guard.config import Settings  # noqa: PLC0415
@@ -152,36 +212,52 @@ def security_overhead(
         settings = Settings(**update, database_url=database_url)  # type: ignore[arg-type]
     services = build_services(settings, detector=_shared_detector(settings, Detector))
     _, key = services.api_keys.create(name="bench", role="agent", tenant="acme")
-    timings = []
-    for i in range(rounds):
-        started = time.perf_counter()
-        principal = services.api_keys.authenticate(key)
-        decision = services.access.enforce(principal, REDACT)
-        services.audit.record(
-            action="text.redact",
-            resource="channel:message",
-            decision="allow" if decision.allowed else "deny",
-            outcome="success",
-            principal=principal.id,
-            role=principal.role,
-            tenant=principal.tenant,
-            request_id=f"bench-{i}",
-            entity_counts={"PERSON": 1},
-        )
-        timings.append(time.perf_counter() - started)
+    timings: list[float] = []
+
+    def one_caller(offset: int) -> None:
+        for i in range(offset, rounds, callers):
+            started = time.perf_counter()
+            principal = services.api_keys.authenticate(key)
+            decision = services.access.enforce(principal, REDACT)
+            services.audit.record(
+                action="text.redact",
+                resource="channel:message",
+                decision="allow" if decision.allowed else "deny",
+                outcome="success",
+                principal=principal.id,
+                role=principal.role,
+                tenant=principal.tenant,
+                request_id=f"bench-{i}",
+                entity_counts={"PERSON": 1},
+            )
+            timings.append(time.perf_counter() - started)
+
+    writer = services.audit.writer
+    groups_before, events_before = writer.groups, writer.events
+    threads = [threading.Thread(target=one_caller, args=(n,)) for n in range(callers)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - started
+    groups = writer.groups - groups_before
     services.engine.dispose()
     timings.sort()
     return {
+        "callers": callers,
         "p50_ms": round(1000 * statistics.median(timings), 3),
         "p99_ms": round(1000 * timings[int(len(timings) * 0.99)], 3),
+        "amortized_ms": round(1000 * elapsed / len(timings), 3),
+        "events_per_commit": round((writer.events - events_before) / max(groups, 1), 1),
         "rounds": rounds,
     }
 
 
-_DETECTOR: object | None = None
+_DETECTOR: Any = None
 
 
-def _shared_detector(settings: object, detector_class: type) -> object:
+def _shared_detector(settings: object, detector_class: type) -> Any:  # noqa: ANN401 - a Detector
     global _DETECTOR  # noqa: PLW0603 - load the model once for both databases
     if _DETECTOR is None:
         _DETECTOR = detector_class(settings=settings)
@@ -220,8 +296,9 @@ def drop_bench_schema() -> None:
 def main(argv: list[str] | None = None) -> None:
     """Run both servers, load them, measure the security overhead, write the results."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=400)
-    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16])
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds per level")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16, 64])
     args = parser.parse_args(argv)
 
     bodies = [{"text": t} for t in messages()]
@@ -251,8 +328,11 @@ def main(argv: list[str] | None = None) -> None:
     )
     key = next(word for word in created.stdout.split() if word.startswith("gk_"))
 
+    workers = str(args.workers)
     guard_port, peer_port = free_port(), free_port()
-    guard = start([python, "-m", "guard.cli", "serve", "--port", str(guard_port)], env)
+    guard = start(
+        [python, "-m", "guard.cli", "serve", "--port", str(guard_port), "--workers", workers], env
+    )
     peer = start(
         [
             python,
@@ -263,49 +343,62 @@ def main(argv: list[str] | None = None) -> None:
             "presidio_peer:app",
             "--port",
             str(peer_port),
+            "--workers",
+            workers,
             "--log-level",
             "warning",
         ],
         env,
     )
     try:
-        wait_ready(f"http://127.0.0.1:{guard_port}/readyz")
-        wait_ready(f"http://127.0.0.1:{peer_port}/docs")
+        wait_ready(f"http://127.0.0.1:{guard_port}/readyz", timeout=180)
+        wait_ready(f"http://127.0.0.1:{peer_port}/docs", timeout=180)
         guard_result = run_levels(
             f"http://127.0.0.1:{guard_port}/v1/redact",
-            {"Authorization": f"Bearer {key}"},
+            f"Bearer {key}",
             bodies,
             args.concurrency,
-            args.requests,
+            args.duration,
         )
         peer_result = run_levels(
-            f"http://127.0.0.1:{peer_port}/redact", {}, bodies, args.concurrency, args.requests
+            f"http://127.0.0.1:{peer_port}/redact", None, bodies, args.concurrency, args.duration
         )
     finally:
         for process in (guard, peer):
             process.terminate()
-            process.wait(timeout=30)
+            process.wait(timeout=60)
 
-    overhead = {
-        "sqlite_synchronous_full": security_overhead(None, workdir / "sqlite-full"),
-        "sqlite_synchronous_normal": security_overhead(
-            None, workdir / "sqlite-normal", sqlite_synchronous="normal"
-        ),
-    }
+    overhead: dict[str, dict[str, float]] = {}
+    for callers in (1, 16):
+        overhead[f"sqlite_synchronous_full_x{callers}"] = security_overhead(
+            None, workdir / f"sqlite-full-{callers}", callers=callers
+        )
+    overhead["sqlite_synchronous_normal_x1"] = security_overhead(
+        None, workdir / "sqlite-normal", sqlite_synchronous="normal"
+    )
     pg_url = postgres_schema_url()
     if pg_url is not None:
         try:
-            overhead["postgresql"] = security_overhead(pg_url, workdir / "pg")
+            for callers in (1, 16):
+                overhead[f"postgresql_x{callers}"] = security_overhead(
+                    pg_url, workdir / f"pg-{callers}", callers=callers
+                )
         finally:
             drop_bench_schema()
 
     result = {
         "messages": len(bodies),
-        "requests_per_level": args.requests,
+        "workers_each_side": args.workers,
+        "seconds_per_level": args.duration,
+        "load_generator": "wrk" if WRK else "asyncio client (wrk not installed)",
         "guard": guard_result,
         "vanilla_presidio_fastapi": peer_result,
         "rps_ratio_guard_vs_presidio": {
             level: round(guard_result[level]["rps"] / peer_result[level]["rps"], 2)
+            for level in guard_result
+        },
+        "guard_p99_over_p50": {
+            level: round(guard_result[level]["p99_ms"] / guard_result[level]["p50_ms"], 1)
             for level in guard_result
         },
         "auth_authz_audit_overhead_per_request": overhead,

@@ -22,8 +22,9 @@ from typing import IO, TYPE_CHECKING
 import click
 import structlog
 
+from guard.cligroup import EXIT_ADDRESS_UNAVAILABLE, EXIT_ENVIRONMENT, GuardGroup
 from guard.config import Settings, get_settings
-from guard.errors import GuardError, InputTooLargeError, InvalidInputError
+from guard.errors import InputTooLargeError, InvalidInputError
 from guard.logging import configure_logging
 
 log = structlog.get_logger(__name__)
@@ -34,27 +35,7 @@ if TYPE_CHECKING:
     from guard.detection.engine import Detector
     from guard.incidents.worker import ScannerProcess
 
-#: Exit codes: 1 bad input or policy, 2 usage (click's own), 3 environment (model missing),
-#: 4 ``guard serve`` cannot listen on its address (the port is taken, or not allowed).
-EXIT_BAD_INPUT = 1
-EXIT_ENVIRONMENT = 3
-EXIT_ADDRESS_UNAVAILABLE = 4
 PROGRESS_MIN_LINES = 200
-
-
-class GuardGroup(click.Group):
-    """Turns GuardError into a one-line message and an exit code, never a traceback."""
-
-    def invoke(self, ctx: click.Context) -> object:
-        """Run the command; report GuardError cleanly."""
-        try:
-            return super().invoke(ctx)
-        except GuardError as exc:
-            from guard.errors import ConfigurationError  # noqa: PLC0415
-
-            click.echo(f"guard: error: {exc.message}", err=True)
-            code = EXIT_ENVIRONMENT if isinstance(exc, ConfigurationError) else EXIT_BAD_INPUT
-            ctx.exit(code)
 
 
 @click.group(cls=GuardGroup)
@@ -125,6 +106,8 @@ def serve(settings: Settings, host: str | None, port: int | None, workers: int |
     port = port or settings.port
     workers = workers or settings.workers
     _check_address(host, port)
+    analysis = _analysis_per_worker(settings, workers)
+    _share_metrics(settings, workers)
     # fail here, with a clear message, if the model, policies, keys or database are not usable;
     # the model is loaded once in this process for the check (the server starts its own pool)
     services = build_services(settings.model_copy(update={"analysis_workers": 0}))
@@ -135,7 +118,10 @@ def serve(settings: Settings, host: str | None, port: int | None, workers: int |
     click.echo(
         f"guard {settings.env} on http://{host}:{port}  (API docs: http://{host}:{port}/docs)"
     )
-    click.echo(f"  database: {where}; policies: {settings.policies_dir}; workers: {workers}")
+    click.echo(
+        f"  database: {where}; policies: {settings.policies_dir}; "
+        f"workers: {workers} x {analysis} analysis"
+    )
     if not keys:
         click.echo(
             "  no API keys yet - create the first one (it is shown once) with:\n"
@@ -144,6 +130,15 @@ def serve(settings: Settings, host: str | None, port: int | None, workers: int |
     services.close()
     del services
     scanner = _start_incident_scanner(settings)
+    from guard.subjects.worker import start_retention_scheduler  # noqa: PLC0415
+
+    try:
+        # policies/retention.yaml is checked here: a broken one stops start-up, named
+        retention = start_retention_scheduler(settings)
+    except BaseException:
+        if scanner is not None:
+            scanner.stop()
+        raise
     try:
         uvicorn.run(
             "guard.api.app:create_served_app",
@@ -155,8 +150,41 @@ def serve(settings: Settings, host: str | None, port: int | None, workers: int |
             access_log=False,
         )
     finally:
+        if retention is not None:
+            retention.stop()
         if scanner is not None:
             scanner.stop()
+
+
+def _analysis_per_worker(settings: Settings, workers: int) -> int:
+    """Analysis processes per API worker: GUARD_ANALYSIS_WORKERS, else an equal share of cores.
+
+    Every API worker runs its own pool; without a share, N workers on N cores would start N x N
+    model processes. The share reaches the workers through the environment they inherit.
+    """
+    if "analysis_workers" in settings.model_fields_set:
+        return settings.analysis_workers
+    share = max(1, settings.analysis_workers // workers)
+    os.environ["GUARD_ANALYSIS_WORKERS"] = str(share)
+    return share
+
+
+def _share_metrics(settings: Settings, workers: int) -> None:
+    """With several workers, /metrics sums them all: prometheus-client's multiprocess mode.
+
+    The workers inherit the directory through the environment; it is emptied here, at start,
+    because values of processes from an earlier run would otherwise be added to this one's.
+    A directory the operator chose (PROMETHEUS_MULTIPROC_DIR) is theirs to manage.
+    """
+    from guard.api.metrics import MULTIPROC_ENV, multiprocess_dir  # noqa: PLC0415
+
+    if workers == 1 or multiprocess_dir() is not None:
+        return
+    directory = settings.var_dir / "metrics"
+    directory.mkdir(parents=True, exist_ok=True)
+    for stale in directory.glob("*.db"):
+        stale.unlink()
+    os.environ[MULTIPROC_ENV] = str(directory)
 
 
 def _start_incident_scanner(settings: Settings) -> ScannerProcess | None:

@@ -28,6 +28,11 @@ def _default_analysis_workers() -> int:
     return max(1, os.cpu_count() or 1)
 
 
+def _default_serve_workers() -> int:
+    """`guard serve` runs one API worker process per core (at most 64)."""
+    return min(64, _default_analysis_workers())
+
+
 class Settings(BaseSettings):
     """guard's configuration. Every field can be set as ``GUARD_<NAME>``."""
 
@@ -100,7 +105,10 @@ class Settings(BaseSettings):
     # --- API -----------------------------------------------------------------------------
     host: str = "127.0.0.1"
     port: int = Field(default=8400, ge=1, le=65535)
-    workers: int = Field(default=1, ge=1, le=64)
+    #: API worker processes of `guard serve`, sharing one database: one per core by default.
+    #: Each runs its own analysis pool; unless GUARD_ANALYSIS_WORKERS is set, `guard serve`
+    #: gives each pool cores / workers processes, so the machine has one per core in all.
+    workers: int = Field(default_factory=_default_serve_workers, ge=1, le=64)
     #: Largest request body accepted (bytes); larger requests get 413.
     max_body_bytes: int = Field(default=2_000_000, gt=0)
     #: Largest body of a streaming export (``POST /v1/exports/redact``); read chunk by chunk,
@@ -125,6 +133,17 @@ class Settings(BaseSettings):
     #: it the worker is killed and the request fails with 422 analysis-budget-exceeded. A
     #: request also waits at most this long for a worker, then gets 503.
     analysis_timeout_seconds: float = Field(default=30.0, gt=0, le=3600)
+    #: Dynamic batching: when requests queue because every worker is busy, the one that gets
+    #: the next free worker takes the other queued requests of its tenant along in one job
+    #: (one NER pass over all their texts). A lone request never waits. ``false``: each
+    #: request's job runs alone.
+    analysis_batching: bool = True
+    #: Most texts, and most characters (about two NER windows), in one batched job.
+    analysis_batch_max_texts: int = Field(default=64, ge=1, le=4096)
+    analysis_batch_max_chars: int = Field(default=40_000, ge=1)
+    #: A request with a text longer than this (characters) is never batched: a long or
+    #: hostile text runs as its own job and cannot hold up, or fail, anyone else's.
+    analysis_batch_text_chars: int = Field(default=4_000, ge=1)
 
     # --- authentication ------------------------------------------------------------------
     #: JWT bearer tokens: accepted algorithms, issuer and audience checked on every token.
@@ -184,9 +203,16 @@ class Settings(BaseSettings):
 
     @property
     def analysis_queue_size(self) -> int:
-        """Requests that may wait for an analysis worker: GUARD_ANALYSIS_QUEUE or 2 x workers."""
+        """Requests that may wait for an analysis worker: GUARD_ANALYSIS_QUEUE, or a default.
+
+        The default is 2 x workers, and with batching at least one batch's worth: queued
+        requests are what batches are made of, and a queue of two would cap a batch at two
+        requests and refuse the rest with 503.
+        """
         if self.analysis_queue is not None:
             return self.analysis_queue
+        if self.analysis_batching:
+            return max(2 * self.analysis_workers, self.analysis_batch_max_texts)
         return 2 * self.analysis_workers
 
     @property

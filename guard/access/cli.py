@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from datetime import timedelta
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING
 
 import click
 
-from guard.errors import ConfigurationError, GuardError
+from guard.cligroup import GuardGroup
+from guard.errors import GuardError
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -23,21 +24,6 @@ if TYPE_CHECKING:
     from guard.access.apikeys import ApiKeyService
     from guard.access.audit import AuditRecorder
     from guard.config import Settings
-
-EXIT_BAD_INPUT: Final = 1
-EXIT_ENVIRONMENT: Final = 3
-
-
-class _AccessGroup(click.Group):
-    """Reports GuardError as one line and an exit code, also when run outside ``guard``."""
-
-    def invoke(self, ctx: click.Context) -> object:
-        """Run the command; report GuardError cleanly."""
-        try:
-            return super().invoke(ctx)
-        except GuardError as exc:
-            click.echo(f"guard: error: {exc.message}", err=True)
-            ctx.exit(EXIT_ENVIRONMENT if isinstance(exc, ConfigurationError) else EXIT_BAD_INPUT)
 
 
 def _audit_trail(settings: Settings, factory: sessionmaker[Session]) -> AuditRecorder | None:
@@ -80,7 +66,7 @@ def _when(value: datetime | None) -> str:
 # --------------------------------------------------------------------------- principals
 
 
-@click.group(cls=_AccessGroup)
+@click.group(cls=GuardGroup)
 def principals() -> None:
     """Create, list and revoke API keys (principals with a role and a tenant)."""
 
@@ -147,7 +133,7 @@ def principals_revoke(settings: Settings, key_id: str) -> None:
 # --------------------------------------------------------------------------- policies
 
 
-@click.group(cls=_AccessGroup)
+@click.group(cls=GuardGroup)
 def policies() -> None:
     """Validate and explain the Casbin access policy (policies/model.conf, policy.csv)."""
 

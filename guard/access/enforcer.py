@@ -46,6 +46,11 @@ DENIED_BY_DEFAULT: Final = "no policy line allows it: denied by default"
 FOLLOW_SECONDS: Final = 1.0
 
 log = structlog.get_logger(__name__)
+#: Casbin evaluates a matcher by parsing it with ``ast.parse`` on every decision, and CPython
+#: 3.11's parser keeps its recursion depth per interpreter, not per thread: two parses at once
+#: (a decision while another thread loads a policy) can fail with "AST constructor recursion
+#: depth mismatch". Every parse of the process's enforcers therefore takes this lock.
+_EVAL_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -153,6 +158,12 @@ def _read(path: Path) -> str:
 
 
 def load_policy(policies_dir: Path) -> _LoadedPolicy:
+    """Load and check the policy (see :func:`_load_policy`), one parse in the process at a time."""
+    with _EVAL_LOCK:
+        return _load_policy(policies_dir)
+
+
+def _load_policy(policies_dir: Path) -> _LoadedPolicy:
     """Parse, load and self-check model.conf and policy.csv into a new enforcer."""
     model_path = policies_dir / MODEL_FILE
     policy_path = policies_dir / POLICY_FILE
@@ -337,6 +348,7 @@ class AccessControl:
         self.follow_reloads()
         with self._lock:
             loaded = self._loaded
+        with _EVAL_LOCK:
             allowed, rule = loaded.enforcer.enforce_ex(role, tenant, obj, action)
         line = loaded.lines.get(tuple(rule)) if allowed else None
         if allowed and line is not None:

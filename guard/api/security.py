@@ -29,6 +29,7 @@ from guard.access.errors import (
     AuthenticationThrottledError,
     PermissionDeniedError,
 )
+from guard.redaction.reasons import redact_reason
 
 if TYPE_CHECKING:
     from fastapi.dependencies.models import Dependant
@@ -268,31 +269,7 @@ def redacted_reason(
     name is exactly what a statistical model may miss.
     """
     services = services_of(request)
-    entities = services.analysis.analyze(reason, tenant=tenant)
-    redacted = services.redactor.redact_text(reason, entities, channel="message", tenant=tenant)
-    return scrub_known(redacted.text, known or {})[:500]
-
-
-_MIN_KNOWN = 3
-
-
-def scrub_known(text: str, known: Mapping[str, str]) -> str:
-    """``text`` with each known value (and each word of a known name) replaced by its tag."""
-    import re  # noqa: PLC0415
-
-    values: dict[str, str] = {}
-    for value, entity in known.items():
-        cleaned = value.strip()
-        if len(cleaned) >= _MIN_KNOWN:
-            values[cleaned] = entity
-        if entity == "PERSON":
-            for part in re.split(r"[\s,]+", cleaned):
-                if len(part) >= _MIN_KNOWN:
-                    values.setdefault(part, entity)
-    for value in sorted(values, key=len, reverse=True):
-        pattern = re.compile(rf"(?<!\w){re.escape(value)}(?!\w)", re.IGNORECASE)
-        text = pattern.sub(f"<{values[value]}>", text)
-    return text
+    return redact_reason(services.analysis, services.redactor, reason, tenant=tenant, known=known)
 
 
 def permission_of(route: APIRoute) -> Permission | None:

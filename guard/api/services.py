@@ -43,6 +43,7 @@ class Services:
 
     def close(self) -> None:
         """Stop what these services started: the analysis workers and database connections."""
+        self.metrics.close()
         if self.owns_analysis:
             self.analysis.close()
         self.engine.dispose()

@@ -13,6 +13,11 @@ public key too can re-sign everything, so the key id must be compared with one o
 guard's operator by another channel. The manifest's checksums catch accidental damage and name
 the file that changed; they are not a signature.
 
+Retention may have pruned the oldest events under signed seals (:mod:`guard.audit.prune`): a
+range reaching into the pruned prefix is refused with a clear message; a range that starts right
+after it carries the seal (``prune-seal.json``) in place of the pruned previous event, and its
+signature, under the same bundled key, vouches for the first event's ``prev_hash``.
+
 :func:`verify_bundle` is the offline check (no database, no keys beyond the bundled public
 key); it uses the chain's own hash and payload functions, so there is one recipe.
 """
@@ -36,14 +41,17 @@ from guard.audit.chain import (
     CONTENT_FIELDS,
     EVENT_TAG,
     GENESIS_HASH,
+    PRUNE_TAG,
     canonical_json,
     checkpoint_payload,
     event_hash,
     format_ts,
+    prune_payload,
 )
 from guard.audit.errors import AuditInputError
 from guard.audit.repository import AuditRepository
 from guard.audit.schemas import AuditEventRead
+from guard.audit.verify import chain_start
 from guard.crypto.audit_keys import (
     PUBLIC_KEY_FILENAME,
     key_id_of,
@@ -70,17 +78,21 @@ MAX_BUNDLE_EVENTS = 1_000_000
 
 EVENTS_FILE = "events.jsonl"
 PREVIOUS_EVENT_FILE = "previous-event.json"
+#: In place of the previous event when retention pruned it: the signed seal over it.
+PRUNE_SEAL_FILE = "prune-seal.json"
 CHECKPOINTS_FILE = "checkpoints.jsonl"
 PUBLIC_KEY_FILE = PUBLIC_KEY_FILENAME
 VERIFY_FILE = "VERIFY.txt"
 MANIFEST_FILE = "manifest.json"
-#: Files every bundle holds besides the manifest (plus the previous event when first_seq > 1).
+#: Files every bundle holds besides the manifest (plus, when first_seq > 1, the previous event
+#: or, when retention pruned it, the prune seal over it).
 _REQUIRED_FILES = frozenset({EVENTS_FILE, CHECKPOINTS_FILE, PUBLIC_KEY_FILE, VERIFY_FILE})
-_KNOWN_FILES = _REQUIRED_FILES | {PREVIOUS_EVENT_FILE}
+_KNOWN_FILES = _REQUIRED_FILES | {PREVIOUS_EVENT_FILE, PRUNE_SEAL_FILE}
 
 #: The keys of one exported event (``guard audit export --format jsonl``).
 EVENT_KEYS = frozenset(AuditEventRead.model_fields)
 CHECKPOINT_KEYS = frozenset({"seq", "ts", "head_hash", "signature", "key_id"})
+SEAL_KEYS = frozenset({"seq", "ts", "head_hash", "events_removed", "signature", "key_id"})
 _NULLABLE_TEXT = frozenset({"principal", "role", "tenant", "request_id", "customer"})
 _TEXT = frozenset({"action", "resource", "decision", "outcome", "prev_hash", "hash", "hmac"})
 _HEX64 = frozenset("0123456789abcdef")
@@ -130,6 +142,18 @@ def _checkpoint_line(row: Row[Any]) -> bytes:
         "seq": row.seq,
         "ts": format_ts(row.ts),
         "head_hash": row.head_hash,
+        "signature": row.signature,
+        "key_id": row.key_id,
+    }
+    return (json.dumps(record, separators=(",", ":")) + "\n").encode("utf-8")
+
+
+def _seal_line(row: Row[Any]) -> bytes:
+    record = {
+        "seq": row.seq,
+        "ts": format_ts(row.ts),
+        "head_hash": row.head_hash,
+        "events_removed": row.events_removed,
         "signature": row.signature,
         "key_id": row.key_id,
     }
@@ -222,12 +246,22 @@ def build_bundle(
                 f"evidence bundle range ends at seq {last_seq}, beyond the head of the trail "
                 f"(seq {head[0]})"
             )
+        start = chain_start(repo, keys)  # every prune seal checked
+        pruned = start.pruned_through or 0
+        if first_seq <= pruned:
+            when = "" if start.pruned_at is None else f" on {start.pruned_at:%Y-%m-%d}"
+            raise AuditInputError(
+                f"events 1..{pruned} were removed by retention{when} under a signed seal; "
+                f"an evidence bundle can start at seq {pruned + 1} at the earliest"
+            )
         checkpoints = list(repo.checkpoints_between(first_seq, last_seq))
         if not checkpoints or checkpoints[-1].seq != last_seq:
             covering = _covering_checkpoint(repo, last_seq, head[0])
             if covering is not None:
                 checkpoints.append(covering)
+        sealed = first_seq > 1 and first_seq - 1 == pruned
         previous = repo.events_between(first_seq - 1, first_seq - 1) if first_seq > 1 else ()
+        seal = repo.last_prune() if sealed else None
         with zipfile.ZipFile(buffer, "w") as archive:
             writer = _ZipWriter(archive, created_at)
             rows = repo.stream_events(
@@ -236,9 +270,12 @@ def build_bundle(
             events = writer.write_lines(EVENTS_FILE, (_event_line(row) for row in rows))
             for row in previous:
                 writer.write(PREVIOUS_EVENT_FILE, _event_line(row))
+            if seal is not None:
+                writer.write(PRUNE_SEAL_FILE, _seal_line(seal))
             writer.write_lines(CHECKPOINTS_FILE, (_checkpoint_line(row) for row in checkpoints))
             writer.write(PUBLIC_KEY_FILE, pem)
-            writer.write(VERIFY_FILE, verify_text(first_seq, last_seq, key_id).encode("utf-8"))
+            text = verify_text(first_seq, last_seq, key_id, sealed=seal is not None)
+            writer.write(VERIFY_FILE, text.encode("utf-8"))
             manifest = {
                 "format": BUNDLE_FORMAT,
                 "first_seq": first_seq,
@@ -269,17 +306,23 @@ def _hash_fields_text(indent: str) -> str:
     return f"{indent}fields = [" + f"\n{indent}          ".join(wrapped) + "]"
 
 
-def _file_table(first_seq: int) -> str:
+def _file_table(first_seq: int, *, sealed: bool = False) -> str:
     previous = (
         f"the event before the range (seq {first_seq - 1}), so that the first one links"
         if first_seq > 1
         else "absent: the range starts at the first event of the trail"
     )
+    before = (
+        (PRUNE_SEAL_FILE, f"the signed seal over seq {first_seq - 1}: retention removed events")
+        if sealed
+        else (PREVIOUS_EVENT_FILE, previous)
+    )
     rows = [
         (EVENTS_FILE, "the events, one JSON object per line in seq order, as"),
         ("", "`guard audit export --format jsonl` writes them; lines end in \\n"),
         ("", "(split on \\n only: text may hold other Unicode line separators)"),
-        (PREVIOUS_EVENT_FILE, previous),
+        before,
+        *((("", f"1..{first_seq - 1} (step 6); the first event links to it"),) if sealed else ()),
         (CHECKPOINTS_FILE, "signed checkpoints: those inside the range, and the first one"),
         ("", "after the range's last event (when one exists yet)"),
         (PUBLIC_KEY_FILE, "the Ed25519 public key that signs checkpoints (PEM)"),
@@ -290,15 +333,33 @@ def _file_table(first_seq: int) -> str:
     return "\n".join(f"  {name.ljust(width)}{text}" for name, text in rows)
 
 
-def verify_text(first_seq: int, last_seq: int, key_id: str) -> str:
-    """``VERIFY.txt``: how to check the bundle by hand, without guard."""
+def verify_text(first_seq: int, last_seq: int, key_id: str, *, sealed: bool = False) -> str:
+    """``VERIFY.txt``: how to check the bundle by hand, without guard.
+
+    ``sealed``: the event before the range was pruned; the bundle holds the seal over it.
+    """
+    first_link = (
+        f'the "head_hash" of {PRUNE_SEAL_FILE}'
+        if sealed
+        else f"the previous event's hash, or\n   64 zeros (\"{GENESIS_HASH[:4]}..."
+        f'{GENESIS_HASH[-4:]}") when the range starts at seq 1'
+    )
+    seal_step = (
+        f"""6. Prune seal. Retention removed events 1..{first_seq - 1}; with "ts" as written:
+     payload = canonical(["{PRUNE_TAG}", seq, head_hash, ts, events_removed])
+   "signature" (hex) is a valid Ed25519 signature of payload under {PUBLIC_KEY_FILE}, "key_id"
+   is the key id of step 2 and "seq" is {first_seq - 1}.
+"""
+        if sealed
+        else ""
+    )
     return f"""\
 How to verify this guard evidence bundle without guard
 ======================================================
 
 This bundle holds audit events {first_seq}..{last_seq} of a guard audit trail. Files:
 
-{_file_table(first_seq)}
+{_file_table(first_seq, sealed=sealed)}
 
 Definitions
 -----------
@@ -324,13 +385,12 @@ Steps
    where entity_counts and details enter as the text canonical(...) of their JSON objects and
    absent values are null. The result equals the event's "hash".
 4. Links. The events run seq {first_seq}..{last_seq} with no gap. Each event's "prev_hash" equals
-   the "hash" of the event before it; the first one's equals the previous event's hash, or
-   64 zeros ("{GENESIS_HASH[:4]}...{GENESIS_HASH[-4:]}") when the range starts at seq 1.
+   the "hash" of the event before it; the first one's equals {first_link}.
 5. Checkpoints. For each line of {CHECKPOINTS_FILE} ("ts" is already a canonical time):
      payload = canonical(["{CHECKPOINT_TAG}", seq, head_hash, ts])
    "signature" (hex) is a valid Ed25519 signature of payload under {PUBLIC_KEY_FILE}. When
    the checkpoint's seq is an event in this bundle, its head_hash equals that event's "hash".
-
+{seal_step}
 What it proves
 --------------
 Each hash covers all of its event's fields and the previous event's hash. A valid checkpoint at
@@ -488,12 +548,14 @@ def _read_manifest(archive: zipfile.ZipFile) -> _Manifest:
     )
     if manifest.first_seq < 1 or manifest.last_seq < manifest.first_seq:
         _fail(f"{MANIFEST_FILE} names an invalid range")
-    expected = _REQUIRED_FILES | ({PREVIOUS_EVENT_FILE} if manifest.first_seq > 1 else set())
+    # before a range that does not start the trail: the previous event, or the seal over it
+    before = PRUNE_SEAL_FILE if PRUNE_SEAL_FILE in files else PREVIOUS_EVENT_FILE
+    expected = _REQUIRED_FILES | ({before} if manifest.first_seq > 1 else set())
     listed, held = set(files), set(names) - {MANIFEST_FILE}
-    if not listed <= _KNOWN_FILES or held != listed:
+    if not listed <= _KNOWN_FILES or held != listed or not listed <= expected:
         _fail("the bundle's files differ from its manifest")
     for name in sorted(expected - listed):
-        seq = manifest.first_seq - 1 if name == PREVIOUS_EVENT_FILE else None
+        seq = manifest.first_seq - 1 if name == before else None
         _fail(f"{name} missing", seq)
     return manifest
 
@@ -594,11 +656,45 @@ def _check_hash(event: Mapping[str, Any]) -> None:
         _fail("hash mismatch", event["seq"])
 
 
-class _EventWalk:
-    """Walks the previous event and the range; counts what it checked."""
+def _check_seal(text: str, manifest: _Manifest, key: _BundledKey) -> str:
+    """The head hash of the bundled prune seal, once its fields and signature check out."""
+    seq = manifest.first_seq - 1
+    try:
+        record = _loads(text)
+    except ValueError:
+        _fail(f"{PRUNE_SEAL_FILE} is not JSON", seq)
+    if not isinstance(record, dict) or set(record) != SEAL_KEYS:
+        _fail(f"{PRUNE_SEAL_FILE} is a malformed seal", seq)
+    ts = _aware(record["ts"])
+    if (
+        not _is_int(record["seq"])
+        or not _is_int(record["events_removed"])
+        or ts is None
+        or not _is_hex64(record["head_hash"])
+    ):
+        _fail(f"{PRUNE_SEAL_FILE} is a malformed seal", seq)
+    if record["seq"] != seq:
+        _fail(f"{PRUNE_SEAL_FILE} is not the seal before the range", seq)
+    if record["key_id"] != key.key_id:
+        _fail("prune seal signed with another key", seq)
+    try:
+        signature = bytes.fromhex(record["signature"])
+    except (TypeError, ValueError):
+        signature = b""
+    payload = prune_payload(seq, record["head_hash"], ts, record["events_removed"])
+    if not key.signature_ok(payload, signature):
+        _fail("prune seal signature invalid", seq)
+    return str(record["head_hash"])
 
-    def __init__(self, manifest: _Manifest, checkpoints: list[_Checkpoint]) -> None:
+
+class _EventWalk:
+    """Walks the previous event (or the seal over it) and the range; counts what it checked."""
+
+    def __init__(
+        self, manifest: _Manifest, checkpoints: list[_Checkpoint], key: _BundledKey
+    ) -> None:
         self.manifest = manifest
+        self.key = key
         self.heads = {checkpoint.seq: checkpoint.head_hash for checkpoint in checkpoints}
         self.events = 0
         self.checkpoints = 0
@@ -608,6 +704,9 @@ class _EventWalk:
         first = self.manifest.first_seq
         if first == 1:
             return GENESIS_HASH
+        if PRUNE_SEAL_FILE in self.manifest.files:
+            seal = _small(archive, PRUNE_SEAL_FILE).decode("utf-8", "replace").strip()
+            return _check_seal(seal, self.manifest, self.key)
         text = _small(archive, PREVIOUS_EVENT_FILE).decode("utf-8", "replace").strip()
         previous = _event(text, PREVIOUS_EVENT_FILE)
         if previous["seq"] != first - 1:
@@ -646,7 +745,7 @@ def _verify(archive: zipfile.ZipFile) -> BundleReport:
     if key.key_id != manifest.key_id:
         _fail(f"the key id of {PUBLIC_KEY_FILE} is not the manifest's")
     checkpoints = _check_checkpoints(archive, manifest, key)
-    walk = _EventWalk(manifest, checkpoints)
+    walk = _EventWalk(manifest, checkpoints, key)
     walk.run(archive)
     if (walk.events, len(checkpoints)) != (manifest.events, manifest.checkpoints):
         _fail(f"the counts in {MANIFEST_FILE} do not match the bundle")

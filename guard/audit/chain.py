@@ -5,7 +5,9 @@ events to hide what a principal did. Each event's hash covers every field, inclu
 sequence number and the previous event's hash, so any change breaks the chain from that point;
 the HMAC over the hash (key outside the database, see :mod:`guard.crypto.audit_keys`) stops an
 attacker from simply recomputing the chain; signed checkpoints fix the head at intervals so that
-cutting events off the end is detected too. Encodings here are canonical (fixed field order,
+cutting events off the end is detected too. Retention removes the oldest events only under a
+signed prune seal (:func:`prune_payload`): the hash of the last removed event, from which the
+chain goes on. Encodings here are canonical (fixed field order,
 compact JSON, UTC microsecond timestamps) so that every process and every database yields the
 same bytes for the same event.
 """
@@ -27,6 +29,8 @@ GENESIS_HASH = "0" * 64
 #: Tag at the start of every hashed event; a new encoding gets a new tag.
 EVENT_TAG = "guard-audit-event/v1"
 CHECKPOINT_TAG = "guard-audit-checkpoint/v1"
+#: Tag of a prune seal: a signature over the last event of a removed prefix (retention).
+PRUNE_TAG = "guard-audit-prune/v1"
 
 #: The content fields of an event, in hashing order (seq and prev_hash are added around them).
 CONTENT_FIELDS = (
@@ -85,3 +89,13 @@ def seal_event(
 def checkpoint_payload(seq: int, head_hash: str, ts: datetime) -> bytes:
     """The bytes a checkpoint signature covers."""
     return canonical_json([CHECKPOINT_TAG, seq, head_hash, format_ts(ts)]).encode("utf-8")
+
+
+def prune_payload(seq: int, head_hash: str, ts: datetime, events_removed: int) -> bytes:
+    """The bytes a prune seal's signature covers: the prefix's last event and its size.
+
+    Its own tag keeps a checkpoint's signature from passing as a seal's, and the other way round.
+    """
+    return canonical_json([PRUNE_TAG, seq, head_hash, format_ts(ts), events_removed]).encode(
+        "utf-8"
+    )

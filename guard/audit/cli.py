@@ -17,7 +17,7 @@ import click
 
 from guard.audit.bundle import verify_bundle
 from guard.audit.errors import AuditInputError
-from guard.audit.schemas import AuditFilters, ExportFormat
+from guard.audit.schemas import AuditFilters, ExportFormat, VerifyReport
 from guard.audit.service import AuditTrail
 from guard.files import atomic_binary_file, atomic_text_file
 from guard.storage.engine import create_engine_for, make_session_factory
@@ -106,18 +106,34 @@ def verify_command(settings: Settings, batch_size: int) -> None:
             decision="allow",
             outcome="success" if report.ok else "failure",
             principal=CLI_PRINCIPAL,
-            details={"events": report.events_checked, "ok": report.ok},
+            details={
+                "events": report.events_checked,
+                "ok": report.ok,
+                "from_seq": report.verified_from_seq or 1,
+            },
         )
+    pruned = _pruned_text(report)
     if report.ok:
         click.echo(
-            f"audit chain intact: {report.events_checked} events, "
-            f"{report.checkpoints_checked} signed checkpoints verified"
+            f"audit chain intact: {report.events_checked} events from seq "
+            f"{report.verified_from_seq or 1}, {report.checkpoints_checked} signed checkpoints "
+            f"verified{pruned}"
         )
         return
     click.echo(
         f"audit chain broken at seq {report.first_bad_seq}: {report.finding} ({report.detail})"
+        f"{pruned}"
     )
     sys.exit(EXIT_BROKEN)
+
+
+def _pruned_text(report: VerifyReport) -> str:
+    """What retention removed, if anything: the verification starts after its newest seal."""
+    if report.pruned_through is None:
+        return ""
+    when = "" if report.pruned_at is None else f", the last on {report.pruned_at:%Y-%m-%d}"
+    seals = f"{report.seals_checked} signed seal{'s' if report.seals_checked != 1 else ''}"
+    return f"; events 1..{report.pruned_through} were pruned by retention under {seals}{when}"
 
 
 @audit.command("search")

@@ -81,6 +81,10 @@ def verify_trail(
         action="audit.verify",
         resource=VERIFY_RESOURCE,
         outcome="success" if report.ok else "failure",
-        details={"events": report.events_checked, "ok": report.ok},
+        details={
+            "events": report.events_checked,
+            "ok": report.ok,
+            "from_seq": report.verified_from_seq or 1,
+        },
     )
     return report

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import func, insert, or_, select, text
+from sqlalchemy import delete, func, insert, or_, select, text
 
-from guard.audit.models import AuditCheckpoint, AuditEvent
+from guard.audit.models import AuditCheckpoint, AuditEvent, AuditPrune
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
@@ -23,6 +23,7 @@ _CHAIN_LOCK_CLASS = 0x67617564
 
 _EVENTS = cast("Table", AuditEvent.__table__)
 _CHECKPOINTS = cast("Table", AuditCheckpoint.__table__)
+_PRUNES = cast("Table", AuditPrune.__table__)
 
 
 class AuditRepository:
@@ -174,6 +175,49 @@ class AuditRepository:
     def checkpoints(self) -> Sequence[Row[Any]]:
         """Every checkpoint in seq order."""
         return self._session.execute(select(_CHECKPOINTS).order_by(_CHECKPOINTS.c.seq)).all()
+
+    # ---------------------------------------------------------------- pruning, for retention
+
+    def prunes(self) -> Sequence[Row[Any]]:
+        """Every prune seal in seq order (each removed the events after the one before it)."""
+        return self._session.execute(select(_PRUNES).order_by(_PRUNES.c.seq)).all()
+
+    def last_prune(self) -> Row[Any] | None:
+        """The newest prune seal, or None when nothing was ever pruned."""
+        return self._session.execute(
+            select(_PRUNES).order_by(_PRUNES.c.seq.desc()).limit(1)
+        ).first()
+
+    def prefix_rows(self, after_seq: int, *, limit: int) -> Sequence[Row[Any]]:
+        """(seq, ts, tenant, customer) of at most ``limit`` events after ``after_seq``, in order.
+
+        What retention needs to decide how far the prunable prefix reaches, and nothing more.
+        """
+        return self._session.execute(
+            select(_EVENTS.c.seq, _EVENTS.c.ts, _EVENTS.c.tenant, _EVENTS.c.customer)
+            .where(_EVENTS.c.seq > after_seq)
+            .order_by(_EVENTS.c.seq)
+            .limit(limit)
+        ).all()
+
+    def insert_prune(self, row: dict[str, Any]) -> None:
+        """Insert one signed prune seal row."""
+        self._session.execute(insert(_PRUNES), [row])
+
+    def delete_through(self, seq: int) -> int:
+        """Delete the events and checkpoints up to ``seq``; how many events went.
+
+        Call it in the transaction that inserted the seal at ``seq``: on PostgreSQL the
+        append-only trigger lets a DELETE through only below a seal this transaction names
+        (``guard.audit_prune``, set here for this transaction alone).
+        """
+        if self._session.get_bind().dialect.name == "postgresql":
+            self._session.execute(
+                text("SELECT set_config('guard.audit_prune', :seq, true)"), {"seq": str(seq)}
+            )
+        self._session.execute(delete(_CHECKPOINTS).where(_CHECKPOINTS.c.seq <= seq))
+        result = self._session.execute(delete(_EVENTS).where(_EVENTS.c.seq <= seq))
+        return int(result.rowcount)  # type: ignore[attr-defined]
 
     @staticmethod
     def _filtered(

@@ -9,7 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 Decision = Literal["allow", "deny"]
 Outcome = Literal["success", "failure", "error"]
-Finding = Literal["edited", "deleted", "inserted", "reordered", "truncated"]
+#: ``pruned``: a range asked for reaches into the prefix retention removed under a signed seal.
+Finding = Literal["edited", "deleted", "inserted", "reordered", "truncated", "pruned"]
 ExportFormat = Literal["jsonl", "csv"]
 #: The largest sequence number a cursor may name: ``seq`` is a signed 64-bit column.
 MAX_SEQ = 2**63 - 1
@@ -63,7 +64,11 @@ class AuditPage(BaseModel):
 
 
 class VerifyReport(BaseModel):
-    """Outcome of verifying the chain: the first problem found, if any."""
+    """Outcome of verifying the chain: the first problem found, if any.
+
+    After retention pruned the oldest events, verification starts at ``verified_from_seq``
+    (the event after ``pruned_through``), linked to the hash the newest signed prune seal holds.
+    """
 
     ok: bool
     events_checked: int
@@ -71,3 +76,11 @@ class VerifyReport(BaseModel):
     first_bad_seq: int | None = None
     finding: Finding | None = None
     detail: str | None = None
+    #: The first sequence number verified: 1, or the one after the newest prune seal.
+    verified_from_seq: int | None = None
+    #: Events 1..pruned_through were removed by retention under signed seals (None: none).
+    pruned_through: int | None = None
+    #: When the newest seal was made.
+    pruned_at: datetime | None = None
+    #: Prune seals whose signatures were checked.
+    seals_checked: int = 0

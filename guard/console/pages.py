@@ -1,4 +1,4 @@
-"""The console's pages: overview, audit search, verify, incidents, keys; sign-in and sign-out.
+"""The console's pages: overview, audit, verify, incidents, subjects, keys; sign-in, sign-out.
 
 Every page is authorized by the same Casbin permissions as the API (a page's dependency says
 which, so the route table test sees it) and every view, search, export and action is an audit
@@ -29,6 +29,7 @@ from guard.access.permissions import (
     INCIDENTS_NOTIFY,
     INCIDENTS_READ,
     INCIDENTS_UPDATE,
+    SUBJECTS_READ,
     Permission,
 )
 from guard.api.security import (
@@ -44,11 +45,16 @@ from guard.errors import GuardError
 from guard.incidents.endpoints import incidents_of
 from guard.incidents.models import STATUSES
 from guard.storage.engine import session_scope
+from guard.subjects.deadlines import clock_words
+from guard.subjects.endpoints import subjects_of
+from guard.subjects.models import REQUEST_KINDS
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+    from guard.subjects.schemas import SubjectRequestRead
 
 HERE = Path(__file__).resolve().parent
 COOKIE = "guard_console"
@@ -602,7 +608,11 @@ def verify_now(
         officer.signed_in,
         "audit.verify",
         outcome="success" if report.ok else "failure",
-        details={"events": report.events_checked, "ok": report.ok},
+        details={
+            "events": report.events_checked,
+            "ok": report.ok,
+            "from_seq": report.verified_from_seq or 1,
+        },
     )
     return _render(request, "verify.html", officer, report=report)
 
@@ -940,4 +950,82 @@ def keys_page(request: Request, officer: Annotated[Officer, Depends(page(AUDIT_R
         by_version=sorted(by_version.items()),
         signing_key_id=services.audit.keys.signing_key_id,
         exports=sorted([*exports, *bundles], key=lambda e: e.seq, reverse=True)[:20],
+    )
+
+
+# ---------------------------------------------------------------------- data subject requests
+
+#: The console's status filter of requests: a status, or every request.
+_REQUEST_FILTERS = ("open", "fulfilled", "rejected", "any")
+#: What each audited action on a request reads as in its timeline.
+_TIMELINE_WORDS = {
+    "subjects.open": "opened",
+    "subjects.read": "viewed",
+    "subjects.extend": "deadline extended",
+    "subjects.package": "package made",
+    "subjects.download": "package downloaded",
+    "subjects.erase": "customer erased",
+    "subjects.close": "closed",
+}
+
+
+@dataclass(frozen=True)
+class RequestRow:
+    """A request as the console lists it: its clock in words; no customer data."""
+
+    request: SubjectRequestRead
+    clock: str
+
+
+def _request_row(request: SubjectRequestRead) -> RequestRow:
+    return RequestRow(request, clock_words(request.time_left_seconds, overdue=request.overdue))
+
+
+@router.get("/subjects", response_class=HTMLResponse)
+def subjects_list(
+    request: Request, officer: Annotated[Officer, Depends(page(SUBJECTS_READ))]
+) -> Response:
+    """Data subject requests with their clocks, soonest due first (open ones by default)."""
+    status = request.query_params.get("status", "open")
+    kind = request.query_params.get("kind", "")
+    status = status if status in _REQUEST_FILTERS else "open"
+    listed = subjects_of(request).list_requests(
+        tenant=officer.tenant,
+        status=None if status == "any" else status,
+        kind=kind if kind in REQUEST_KINDS else None,
+        limit=200,
+    )
+    _viewed(request, officer, "console.subjects", results=len(listed.requests))
+    return _render(
+        request,
+        "subjects.html",
+        officer,
+        rows=[_request_row(item) for item in listed.requests],
+        status=status,
+        kind=kind,
+        statuses=_REQUEST_FILTERS,
+        kinds=REQUEST_KINDS,
+    )
+
+
+@router.get("/subjects/{request_id}", response_class=HTMLResponse)
+def subject_detail(
+    request: Request, request_id: str, officer: Annotated[Officer, Depends(page(SUBJECTS_READ))]
+) -> Response:
+    """One request: its clock, package and timeline (from the audit trail); no customer data."""
+    service = subjects_of(request)
+    try:
+        found = service.get(tenant=officer.tenant, request_id=request_id)
+        timeline = service.timeline(tenant=officer.tenant, request_id=request_id)
+    except GuardError:
+        _viewed(request, officer, "console.subject", results=0)
+        return _render(request, "not_found.html", officer, status_code=404, what="request")
+    # the customer's trail shows that an officer looked at their request
+    _audit(request, officer.signed_in, "subjects.read", customer=found.record_id)
+    return _render(
+        request,
+        "subject.html",
+        officer,
+        row=_request_row(found),
+        timeline=[(item, _TIMELINE_WORDS.get(item.action, item.action)) for item in timeline],
     )

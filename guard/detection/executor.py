@@ -26,6 +26,26 @@ text, so the API process never holds its GIL over the findings. The budget, canc
 death rules hold for the request as a whole: every worker still working on it is stopped.
 When no worker is idle, the text queues as one job, as a batch of texts always does.
 
+Requests that queue together are analysed together (dynamic batching, no timer): a request
+that finds a worker idle and nobody waiting goes at once, alone, so a lone request is never
+delayed. When every worker is busy, requests wait in the queue; the one that gets the next
+free worker takes along the other queued requests of its tenant (tenants' allow- and
+deny-lists differ) whose jobs may be batched, up to ``GUARD_ANALYSIS_BATCH_MAX_TEXTS`` texts
+and ``GUARD_ANALYSIS_BATCH_MAX_CHARS`` characters, and sends their texts as one job: one
+``nlp.pipe`` and one pass of the recognizers over all of them. Each request gets exactly its
+own slice of the reply, its texts in its order. A job may be batched only if each of its texts
+is at most ``GUARD_ANALYSIS_BATCH_TEXT_CHARS`` long: a long or hostile text always runs as its
+own job and cannot hold up, or fail, anyone else's. Split texts are never batched.
+
+- a batch that fails (an error from the worker, e.g. a text it refuses; a worker death; the
+  time budget) is not anyone's answer: each of its requests is run again on its own, ahead of
+  the queue (its queue limit does not apply: it was admitted once), so a failing text fails
+  only its own request;
+- the budget and cancellation hold per request: a member whose client has gone is dropped
+  from its batch's reply (its thread ends at once); the worker is stopped only when every
+  member's client has gone. The budget runs from when the batch is sent, for every member;
+- ``GUARD_ANALYSIS_BATCHING=false`` sends every request's job alone.
+
 Errors raised in a worker come back as the same GuardError type and message; any other
 exception comes back as ``DetectionFailedError`` naming only its type: a message or a traceback
 could quote the text.
@@ -44,6 +64,7 @@ import time
 from collections import deque
 from contextvars import ContextVar
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from multiprocessing.connection import wait as wait_for_any
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
@@ -128,6 +149,11 @@ class AnalysisStatus:
     worker_restarts: int = 0
     split_requests: int = 0
     split_parts: int = 0
+    batches: int = 0
+    batched_requests: int = 0
+    batched_texts: int = 0
+    batch_failures: int = 0
+    batch_retries: int = 0
 
 
 class AnalysisService(Analyzer, Protocol):
@@ -271,13 +297,36 @@ class _Worker:
     model_loaded: bool = False
 
 
-@dataclass(eq=False)
-class _Waiter:
-    """A request waiting for a worker; a releasing thread hands it one and sets the event."""
+#: Where a request's job is: ``queued`` for a worker; ``leading`` once handed one (its thread
+#: sends the job, maybe with others'); ``riding`` in another request's batch; ``done`` with
+#: its share of the batch's reply; ``withdrawn`` from a batch by its own thread (client gone);
+#: ``refused`` by ``close()``.
+_State = Literal["new", "queued", "leading", "riding", "done", "withdrawn", "refused"]
 
+#: A worker's reply to an ``analyze`` job, or one request's slice of it: ``("ok", entities)``.
+_Reply = tuple[Any, ...]
+
+
+@dataclass(eq=False)
+class _Request:
+    """One request's plain job on its way through the pool.
+
+    ``state``, ``worker``, ``reply``, ``batchable`` and ``deadline`` change only under the
+    pool's lock, and whoever changes them sets ``event``: the request's thread then looks.
+    """
+
+    texts: list[str]
+    tenant: str | None
+    cancel: threading.Event | None
+    #: may ride in another request's batch, or lead one (see ``AnalysisExecutor._batch_chars``)
+    batchable: bool
+    chars: int = 0
     event: threading.Event = field(default_factory=threading.Event)
+    state: _State = "new"
     worker: _Worker | None = None
-    refused: bool = False
+    reply: _Reply | None = None
+    #: the latest moment it may still wait in the queue
+    deadline: float = 0.0
 
 
 @dataclass
@@ -289,6 +338,13 @@ class _Counters:
     worker_restarts: int = 0
     split_requests: int = 0
     split_parts: int = 0
+    #: jobs that carried the texts of two requests or more, those requests, their texts
+    batches: int = 0
+    batched_requests: int = 0
+    batched_texts: int = 0
+    #: batches that failed, and the requests then run again on their own
+    batch_failures: int = 0
+    batch_retries: int = 0
 
 
 class AnalysisExecutor:
@@ -317,13 +373,17 @@ class AnalysisExecutor:
         self.timeout_seconds = (
             settings.analysis_timeout_seconds if timeout_seconds is None else timeout_seconds
         )
+        self.batching = settings.analysis_batching
+        self.batch_max_texts = settings.analysis_batch_max_texts
+        self.batch_max_chars = settings.analysis_batch_max_chars
+        self.batch_text_chars = settings.analysis_batch_text_chars
         self._context = multiprocessing.get_context("spawn")
         self._lock = threading.Lock()
         self._live: list[_Worker] = []  # started and ready: idle or busy
         self._idle: list[_Worker] = []
         self._busy = 0
         self._starting = 0
-        self._waiters: deque[_Waiter] = deque()
+        self._waiters: deque[_Request] = deque()
         self._counters = _Counters()
         self._closed = False
         self._replacers: set[threading.Thread] = set()
@@ -342,6 +402,7 @@ class AnalysisExecutor:
             workers=self.workers,
             queue=self.queue_limit,
             timeout_seconds=self.timeout_seconds,
+            batching=self.batching,
         )
 
     # --- the Analyzer interface ---------------------------------------------------------
@@ -398,9 +459,9 @@ class AnalysisExecutor:
             waiters = list(self._waiters)
             self._waiters.clear()
             replacers = list(self._replacers)
-        for waiter in waiters:
-            waiter.refused = True
-            waiter.event.set()
+            for waiter in waiters:
+                waiter.state = "refused"
+                waiter.event.set()
         for worker in idle:
             _stop(worker)
         for worker in busy:
@@ -414,13 +475,200 @@ class AnalysisExecutor:
     # --- one job: the only place work is submitted ----------------------------------------
 
     def _submit(self, texts: list[str], tenant: str | None) -> list[list[DetectedEntity]]:
-        """Wait for a worker (bounded), run the job under the budget, decode its reply."""
-        cancel = _CANCEL.get()
-        worker = self._acquire(cancel)
+        """A request's plain job: its own turn on a worker, or a ride in another's batch."""
+        chars = self._batch_chars(texts, tenant)
+        request = _Request(
+            texts=texts,
+            tenant=tenant,
+            cancel=_CANCEL.get(),
+            batchable=chars is not None,
+            chars=chars or 0,
+        )
+        return self._serve(request)
+
+    def _batch_chars(self, texts: Sequence[object], tenant: object) -> int | None:
+        """The characters of a job that may be batched; None for a job that must run alone.
+
+        Alone: batching off, too many texts or characters for any batch, a text over the
+        per-text limit (a long or hostile text never shares a job), or anything but strings
+        (the worker reports that request's error; it must not fail a batch first).
+        """
+        if not self.batching or not (tenant is None or isinstance(tenant, str)):
+            return None
+        if len(texts) > self.batch_max_texts:
+            return None
+        chars = 0
+        for text in texts:
+            if not isinstance(text, str) or len(text) > self.batch_text_chars:
+                return None
+            chars += len(text)
+        return chars if chars <= self.batch_max_chars else None
+
+    def _serve(self, request: _Request, *, first: bool = False) -> list[list[DetectedEntity]]:
+        """Wait for the request's turn (bounded); lead its job, or take its share of a batch."""
+        turn = self._acquire(request, first=first)
+        if isinstance(turn, _Worker):
+            return self._lead(turn, request)
+        return _decode(turn)
+
+    def _lead(self, worker: _Worker, request: _Request) -> list[list[DetectedEntity]]:
+        """Run the request's job on ``worker`` under the budget, with whoever queued to ride."""
+        riders = self._take_riders(request)
         deadline = time.monotonic() + self.timeout_seconds
-        (reply,) = self._run_jobs([worker], [("analyze", texts, tenant)], cancel, deadline)
+        if riders:
+            return self._run_batch(worker, request, riders, deadline)
+        job = ("analyze", request.texts, request.tenant)
+        (reply,) = self._run_jobs([worker], [job], partial(_cancelled, request.cancel), deadline)
         self._release(worker)
         return _decode(reply)
+
+    def _take_riders(self, leader: _Request) -> list[_Request]:
+        """The queued requests that go along with the leader's job: its tenant, the limits.
+
+        Taken in queue order, skipping what does not fit: requests of other tenants keep
+        their place, and are next in line sooner for those taken ahead of them.
+        """
+        if not leader.batchable:
+            return []
+        texts, chars = len(leader.texts), leader.chars
+        riders: list[_Request] = []
+        with self._lock:
+            for waiter in self._waiters:
+                if texts >= self.batch_max_texts:
+                    break
+                if (
+                    waiter.batchable
+                    and waiter.tenant == leader.tenant
+                    and not _cancelled(waiter.cancel)  # its own thread is dropping it
+                    and texts + len(waiter.texts) <= self.batch_max_texts
+                    and chars + waiter.chars <= self.batch_max_chars
+                ):
+                    riders.append(waiter)
+                    texts += len(waiter.texts)
+                    chars += waiter.chars
+            if not riders:
+                return []
+            for rider in riders:
+                rider.state = "riding"
+                rider.event.set()  # its thread runs its own work meanwhile, then waits
+            self._waiters = deque(w for w in self._waiters if w.state == "queued")
+            self._counters.batches += 1
+            self._counters.batched_requests += 1 + len(riders)
+            self._counters.batched_texts += texts
+        return riders
+
+    def _run_batch(
+        self, worker: _Worker, leader: _Request, riders: list[_Request], deadline: float
+    ) -> list[list[DetectedEntity]]:
+        """One job for the leader and its riders; each gets its slice, or all run again alone."""
+        try:
+            return self._drive_batch(worker, leader, riders, deadline)
+        finally:
+            # every way out of the batch answers its riders; after a fault (an interruption,
+            # a bug) those still waiting run alone rather than wait for ever
+            if self._requeue_alone(riders):
+                with self._lock:
+                    self._counters.batch_failures += 1
+
+    def _drive_batch(
+        self, worker: _Worker, leader: _Request, riders: list[_Request], deadline: float
+    ) -> list[list[DetectedEntity]]:
+        """Send the batch, then hand out its slices, or have every member run again alone."""
+        members = [leader, *riders]
+        texts = [text for member in members for text in member.texts]
+
+        def everyone_gone() -> bool:
+            # one member still waiting keeps the worker on the batch
+            return all(_cancelled(member.cancel) for member in members)
+
+        log.debug("analysis.batch", requests=len(members), texts=len(texts), pid=worker.pid)
+        job = ("analyze", texts, leader.tenant)
+        try:
+            (reply,) = self._run_jobs([worker], [job], everyone_gone, deadline)
+        except AnalysisBudgetError:
+            return self._rerun_alone(None, leader, riders, reason="over_budget")
+        except ServiceBusyError:  # the worker died; it is being replaced
+            return self._rerun_alone(None, leader, riders, reason="worker_stopped")
+        # (AnalysisCancelledError: every client has gone, the worker was stopped; the riders
+        # drop themselves, woken on the way out)
+        if reply[0] != "ok":  # a text the worker refused: whose, only a run alone tells
+            return self._rerun_alone(worker, leader, riders, reason="refused")
+        self._release(worker)  # first: the reply is here, whatever happens next
+        found = reply[1]
+        self._hand_out(riders, found, start=len(leader.texts))
+        if _cancelled(leader.cancel):  # it drove the batch for the others; its client left
+            with self._lock:
+                self._counters.cancelled += 1
+            raise _cancelled_error()
+        return _decode(("ok", found[: len(leader.texts)]))
+
+    def _hand_out(self, riders: list[_Request], found: list[Any], *, start: int) -> None:
+        """Each rider still waiting gets its own texts' slice of the batch's findings."""
+        with self._lock:
+            for rider in riders:
+                end = start + len(rider.texts)
+                if rider.state == "riding":  # not withdrawn: its client is still there
+                    rider.reply = ("ok", found[start:end])
+                    rider.state = "done"
+                    rider.event.set()
+                start = end
+
+    def _rerun_alone(
+        self, worker: _Worker | None, leader: _Request, riders: list[_Request], *, reason: str
+    ) -> list[list[DetectedEntity]]:
+        """After a failed batch: every member again on its own, ahead of the queue.
+
+        The riders go to idle workers or to the front of the queue; the leader keeps its
+        worker when it is sound (it answered with an error), else queues first.
+        """
+        again = self._requeue_alone(riders)
+        with self._lock:
+            self._counters.batch_failures += 1
+            leader.batchable = False
+        log.warning("analysis.batch_failed", reason=reason, requests=1 + len(riders), rerun=again)
+        if _cancelled(leader.cancel):
+            if worker is not None:
+                self._release(worker)
+            with self._lock:
+                self._counters.cancelled += 1
+            raise _cancelled_error()
+        with self._lock:
+            self._counters.batch_retries += 1
+        if worker is None:
+            return self._serve(leader, first=True)
+        return self._lead(worker, leader)
+
+    def _requeue_alone(self, riders: list[_Request]) -> int:
+        """Riders still waiting on a batch that will not answer them: each to run alone.
+
+        Each goes to an idle worker or ahead of the queue (admitted once already, whatever
+        the queue's limit); a rider whose client has gone is only woken, to drop itself.
+        Returns how many will run again.
+        """
+        with self._lock:
+            again: list[_Request] = []
+            for rider in riders:
+                if rider.state != "riding":
+                    continue
+                rider.event.set()
+                if not _cancelled(rider.cancel):
+                    again.append(rider)
+            self._counters.batch_retries += len(again)
+            queued: list[_Request] = []
+            for rider in again:
+                rider.batchable = False
+                if self._closed:
+                    rider.state = "refused"
+                elif self._idle:
+                    self._busy += 1
+                    rider.worker = self._idle.pop()
+                    rider.state = "leading"
+                else:
+                    rider.state = "queued"
+                    rider.deadline = time.monotonic() + self.timeout_seconds
+                    queued.append(rider)
+            self._waiters.extendleft(reversed(queued))
+        return len(again)
 
     def _windows(self, text: object) -> list[tuple[int, int]] | None:
         """The windows of a text worth splitting between workers; None for one job."""
@@ -445,15 +693,15 @@ class AnalysisExecutor:
     ) -> list[DetectedEntity]:
         """One long text on every idle worker: a group of windows each, then one finishes."""
         cancel = _CANCEL.get()
-        workers = self._acquire_some(cancel, len(windows))
+        request = _Request(texts=[text], tenant=tenant, cancel=cancel, batchable=False)
+        workers = self._take_idle(cancel, len(windows))
+        if len(workers) <= 1:  # nobody else idle: the plain job, no relaying of findings
+            return (self._lead(workers[0], request) if workers else self._serve(request))[0]
         deadline = time.monotonic() + self.timeout_seconds
-        if len(workers) == 1:  # nobody else idle: the plain job, no relaying of findings
-            (reply,) = self._run_jobs(workers, [("analyze", [text], tenant)], cancel, deadline)
-            self._release(workers[0])
-            return _decode(reply)[0]
+        gone = partial(_cancelled, cancel)
         groups = split_windows(windows, len(workers))
         replies = self._run_jobs(
-            workers, [("candidates", text, group) for group in groups], cancel, deadline
+            workers, [("candidates", text, group) for group in groups], gone, deadline
         )
         finisher = workers[0]
         for worker in workers[1:]:
@@ -473,34 +721,40 @@ class AnalysisExecutor:
         )
         # the parts travel as the bytes their workers pickled: nothing is unpickled here
         finish = ("finish", text, [reply[1] for reply in replies], tenant)
-        (reply,) = self._run_jobs([finisher], [finish], cancel, deadline)
+        (reply,) = self._run_jobs([finisher], [finish], gone, deadline)
         self._release(finisher)
         return _decode(reply)[0]
 
-    def _acquire_some(self, cancel: threading.Event | None, most: int) -> list[_Worker]:
-        """Every idle worker now (up to ``most``), else one the way ``_acquire`` gets it."""
+    def _take_idle(self, cancel: threading.Event | None, most: int) -> list[_Worker]:
+        """Every idle worker now (up to ``most``); none when closed, cancelled or all busy."""
         self._reap_idle()
         with self._lock:
-            if not self._closed and not _cancelled(cancel) and self._idle:
-                count = min(len(self._idle), most)
-                taken = [self._idle.pop() for _ in range(count)]
-                self._busy += count
-                return taken
-        return [self._acquire(cancel)]
+            if self._closed or _cancelled(cancel) or not self._idle:
+                return []
+            count = min(len(self._idle), most)
+            taken = [self._idle.pop() for _ in range(count)]
+            self._busy += count
+            return taken
 
-    def _acquire(self, cancel: threading.Event | None) -> _Worker:
-        """An idle worker now, or a place in the queue, or ServiceBusyError at once."""
+    def _acquire(self, request: _Request, *, first: bool = False) -> _Worker | _Reply:
+        """An idle worker now, or a place in the queue, or ServiceBusyError at once.
+
+        From the queue the request either gets a worker (its thread leads its job) or rides
+        in another request's batch and gets its share of that reply. ``first``: a member of
+        a failed batch, queued ahead of everyone and whatever the queue's limit.
+        """
         self._reap_idle()
         with self._lock:
             if self._closed:
                 raise ServiceBusyError("analysis is shutting down", retry_after=RETRY_AFTER_SECONDS)
-            if _cancelled(cancel):
+            if _cancelled(request.cancel):
                 self._counters.cancelled += 1
                 raise _cancelled_error()
             if self._idle:
                 self._busy += 1
+                request.state = "leading"
                 return self._idle.pop()
-            if len(self._waiters) >= self.queue_limit:
+            if not first and len(self._waiters) >= self.queue_limit:
                 self._counters.refused_busy += 1
                 raise ServiceBusyError(
                     f"all {self.workers} analysis workers are busy and {len(self._waiters)} "
@@ -508,56 +762,84 @@ class AnalysisExecutor:
                     "retry shortly",
                     retry_after=RETRY_AFTER_SECONDS,
                 )
-            waiter = _Waiter()
-            self._waiters.append(waiter)
-        return self._wait_in_queue(waiter, cancel)
+            request.state = "queued"
+            request.deadline = time.monotonic() + self.timeout_seconds
+            if first:
+                self._waiters.appendleft(request)
+            else:
+                self._waiters.append(request)
+        return self._await_turn(request)
 
-    def _wait_in_queue(self, waiter: _Waiter, cancel: threading.Event | None) -> _Worker:
-        deadline = time.monotonic() + self.timeout_seconds
-        while not waiter.event.wait(POLL_SECONDS):
-            gave_up = _cancelled(cancel) or time.monotonic() >= deadline
-            if not gave_up:
-                continue
+    def _await_turn(self, request: _Request) -> _Worker | _Reply:
+        """Wait in the queue (at most one budget) for a worker, or in a batch for its reply."""
+        ran_meanwhile = False
+        while True:
+            request.event.wait(POLL_SECONDS)
             with self._lock:
-                if waiter.worker is None and not waiter.refused:
-                    self._waiters.remove(waiter)
-                    if _cancelled(cancel):
-                        self._counters.cancelled += 1
-                        raise _cancelled_error()
-                    self._counters.refused_busy += 1
+                request.event.clear()  # under the lock: no change of state can be missed
+                worker = request.worker
+                if worker is not None:
+                    request.worker = None
+                    break
+                if request.state == "done":  # its reply is set with it; fail closed if not
+                    return request.reply or ("failed", "EmptyReply")
+                if request.state == "refused":
                     raise ServiceBusyError(
-                        f"no analysis worker became free within {self.timeout_seconds:g} "
-                        "seconds; retry shortly",
-                        retry_after=RETRY_AFTER_SECONDS,
+                        "analysis is shutting down", retry_after=RETRY_AFTER_SECONDS
                     )
-            break  # a worker was handed over at the same moment
-        if waiter.worker is None:  # refused by close()
-            raise ServiceBusyError("analysis is shutting down", retry_after=RETRY_AFTER_SECONDS)
-        if _cancelled(cancel):
-            self._release(waiter.worker)
+                if request.state == "queued":
+                    self._leave_queue_if_over(request)
+                    continue
+                # riding in another request's batch
+                if _cancelled(request.cancel):
+                    # dropped from the batch's reply; the worker goes on for the others
+                    request.state = "withdrawn"
+                    self._counters.cancelled += 1
+                    raise _cancelled_error()
+                if ran_meanwhile:
+                    continue
+            ran_meanwhile = True
+            _run_meanwhile()  # the caller's own work, while its batch is analysed
+        if _cancelled(request.cancel):
+            self._release(worker)
             with self._lock:
                 self._counters.cancelled += 1
             raise _cancelled_error()
-        return waiter.worker
+        return worker
+
+    def _leave_queue_if_over(self, request: _Request) -> None:
+        """Under the lock: a queued request whose client left or whose wait ran out leaves."""
+        if _cancelled(request.cancel):
+            self._waiters.remove(request)
+            self._counters.cancelled += 1
+            raise _cancelled_error()
+        if time.monotonic() >= request.deadline:
+            self._waiters.remove(request)
+            self._counters.refused_busy += 1
+            raise ServiceBusyError(
+                f"no analysis worker became free within {self.timeout_seconds:g} "
+                "seconds; retry shortly",
+                retry_after=RETRY_AFTER_SECONDS,
+            )
 
     def _run_jobs(
         self,
         workers: list[_Worker],
         jobs: list[tuple[Any, ...]],
-        cancel: threading.Event | None,
+        gone: Callable[[], bool],
         deadline: float,
     ) -> list[tuple[Any, ...]]:
         """One job per worker, all at once; their replies, in order, once every one answered.
 
-        On success the workers are still the caller's to release. On the budget running out,
-        the client leaving, a worker dying or an interruption, every worker still running a
-        job of the request is stopped (and replaced), those that answered are released, and
-        the request's error is raised.
+        ``gone`` tells whether every client the jobs are for has left. On success the workers
+        are still the caller's to release. On the budget running out, the clients leaving, a
+        worker dying or an interruption, every worker still running a job of the request is
+        stopped (and replaced), those that answered are released, and the error is raised.
         """
         replies: list[tuple[Any, ...] | None] = [None] * len(workers)
         running = dict(enumerate(workers))  # removed from as each answers
         try:
-            _collect(jobs, running, replies, cancel, deadline)
+            _collect(jobs, running, replies, gone, deadline)
         except _OverBudgetError:
             self._abandon(workers, running.values(), reason="over_budget")
             raise AnalysisBudgetError(
@@ -615,6 +897,7 @@ class AnalysisExecutor:
                 if self._waiters:
                     waiter = self._waiters.popleft()
                     waiter.worker = worker
+                    waiter.state = "leading"
                     waiter.event.set()
                     return
                 self._busy -= 1
@@ -747,7 +1030,7 @@ def _collect(
     jobs: list[tuple[Any, ...]],
     running: dict[int, _Worker],
     replies: list[tuple[Any, ...] | None],
-    cancel: threading.Event | None,
+    gone: Callable[[], bool],
     deadline: float,
 ) -> None:
     """Send each job to its worker, then file each reply until none is running, or raise."""
@@ -762,7 +1045,7 @@ def _collect(
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise _OverBudgetError
-        if _cancelled(cancel):
+        if gone():
             raise _CancelledWhileRunningError
         ready = wait_for_any(
             [w.conn for w in running.values()] + [w.process.sentinel for w in running.values()],

@@ -339,7 +339,6 @@ def export_shred_purpose(settings: Settings, purpose: str, tenant: str, yes: boo
 @click.pass_obj
 def export_reveal(settings: Settings, purpose: str, tenant: str, reason: str) -> None:
     """Turn an export's reversible tokens (standard input) back into values; audited."""
-    from guard.api.security import scrub_known  # noqa: PLC0415
     from guard.detection.engine import Detector  # noqa: PLC0415 - the reason is redacted
     from guard.export.transform import purpose_redaction_keys  # noqa: PLC0415
     from guard.redaction.operators import (  # noqa: PLC0415
@@ -347,6 +346,7 @@ def export_reveal(settings: Settings, purpose: str, tenant: str, reason: str) ->
         reveal_text,
         reveal_token,
     )
+    from guard.redaction.reasons import redact_reason  # noqa: PLC0415
     from guard.redaction.service import Redactor  # noqa: PLC0415
 
     text = sys.stdin.read()
@@ -359,15 +359,18 @@ def export_reveal(settings: Settings, purpose: str, tenant: str, reason: str) ->
             reveal_token(m.group(0), tenant=tenant, keys=keys): m.group(1)
             for m in TOKEN_PATTERN.finditer(text)
         }
-        entities = Detector(settings=settings).analyze(reason, tenant=tenant)
-        redacted = Redactor(settings=settings).redact_text(
-            reason, entities, channel="message", tenant=tenant
+        stated = redact_reason(
+            Detector(settings=settings),
+            Redactor(settings=settings),
+            reason,
+            tenant=tenant,
+            known=known,
         )
         service.record_reveal(
             tenant=tenant,
             principal=CLI_PRINCIPAL,
             purpose=purpose,
             tokens=len(known),
-            reason=scrub_known(redacted.text, known)[:500],
+            reason=stated,
         )
     click.echo(revealed, nl=False)

@@ -13,22 +13,18 @@ import contextlib
 import json
 import os
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
+from guard.cligroup import CliDatabase, open_database
 from guard.files import atomic_text_file
 from guard.incidents.models import STATUSES
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-    from sqlalchemy.orm import Session, sessionmaker
-
-    from guard.api.services import Services
-    from guard.audit.service import AuditTrail
     from guard.config import Settings
     from guard.incidents.schemas import IncidentDetail
     from guard.incidents.service import IncidentService
@@ -38,14 +34,8 @@ CLI_PRINCIPAL = "cli"
 MIN_REASON = 3
 
 
-@dataclass
-class _Store:
+class _Store(CliDatabase):
     """The database, audit trail and incident service a command works on."""
-
-    settings: Settings
-    session_factory: sessionmaker[Session]
-    audit: AuditTrail
-    services: Services | None = None
 
     @property
     def incidents(self) -> IncidentService:
@@ -67,29 +57,8 @@ def _open(settings: Settings, *, detection: bool = False) -> Iterator[_Store]:
     Only notes (redacted) and customer notices (names decrypted, the reason redacted) need
     detection; every other command starts without loading the NLP model.
     """
-    if detection:
-        from guard.api.services import build_services  # noqa: PLC0415 - heavy imports, once
-        from guard.detection.engine import Detector  # noqa: PLC0415
-        from guard.detection.executor import InProcessAnalysis  # noqa: PLC0415
-
-        services = build_services(settings, analysis=InProcessAnalysis(Detector(settings=settings)))
-        try:
-            yield _Store(settings, services.session_factory, services.audit, services)
-        finally:
-            services.close()
-            services.analysis.close()
-        return
-    from guard.audit.service import AuditTrail  # noqa: PLC0415
-    from guard.storage.engine import create_engine_for, make_session_factory  # noqa: PLC0415
-    from guard.storage.migrate import upgrade_to_head  # noqa: PLC0415
-
-    engine = create_engine_for(settings)
-    try:
-        upgrade_to_head(engine)
-        factory = make_session_factory(engine)
-        yield _Store(settings, factory, AuditTrail(settings, factory))
-    finally:
-        engine.dispose()
+    with open_database(settings, detection=detection) as database:
+        yield _Store(**vars(database))
 
 
 def _audit(store: _Store, action: str, incident_id: str | None, **details: Any) -> None:  # noqa: ANN401 - audit detail values

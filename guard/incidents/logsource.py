@@ -68,7 +68,7 @@ DETAIL_KEYS: dict[str, str] = {
     "bad_seq": "the seq of the first problem an evidence-bundle verification found",
     "results": "how many events an audit search returned",
     "filters": "which filters an audit search or export used (names only)",
-    "format": "the format of an audit export",
+    "format": "the format of an audit export or of a record of processing (csv, jsonl, md, json)",
     "rows": "how many rows an audit export wrote",
     # customer records, written by guard/records
     "fields": "how many fields a record create or update set",
@@ -87,7 +87,7 @@ DETAIL_KEYS: dict[str, str] = {
     "skipped": "how many items were skipped",
     "failed": "how many items failed",
     "remaining": "how many data keys remain under older KEK versions",
-    "resumed": "whether a rotation was a resume",
+    "resumed": "whether a key rotation or a retention run resumed an interrupted one",
     # redaction and detection: guard/redaction, guard/detection
     "batch_size": "how many texts a request analysed",
     "tokens": "how many reversible tokens a reveal request held",
@@ -140,6 +140,33 @@ DETAIL_KEYS: dict[str, str] = {
     "account_id": "keyed hash of an account id",
     "user_id": "keyed hash of a user id",
     "subject_id": "keyed hash of a data subject id",
+    # data subject requests: guard/subjects (requests)
+    "kind": "the kind of a data subject request (access, portability, erasure)",
+    "months": "how many months a data subject request's deadline was extended by",
+    "resolution": "how a data subject request was closed (fulfilled, rejected)",
+    "audit_events": "how many audit events a data subject's package lists",
+    "incidents": "how many incidents a data subject's package lists",
+    "files": "how many files a data subject's package holds",
+    "bytes": "the size of a data subject's encrypted package in bytes",
+    "packages_deleted": "how many stored packages an erasure deleted",
+    # the record of processing and the privacy notice: guard/subjects (compliance documents)
+    "compliance_sha256": "sha256 of a generated record of processing or privacy notice",
+    # retention, legal holds and audit pruning: guard/subjects (retention), guard/audit
+    "run_id": "the id of a retention run (guard retention runs)",
+    "batch": "the number of a retention run's batch",
+    "removed": "how many rows (or audit events) a retention batch removed",
+    "held": "how many candidates a legal hold kept from retention",
+    "through_seq": "the last audit event a prune removed (the seq of its signed seal)",
+    "dry_run": "whether a retention run only listed what it would remove",
+    "records": "how many customer records a retention run erased",
+    "notes": "how many records' notes a retention run removed",
+    "packages": "how many expired subject packages a retention run deleted",
+    "batches": "how many batches a retention run committed",
+    "zero_rules": "how many zero retention periods a run was refused for or skipped",
+    "rules": "which zero retention periods were skipped (scope/kind, comma-separated)",
+    "hold_id": "the id of a legal hold placed or released",
+    "scope": "what a legal hold is on (customer, incident)",
+    "from_seq": "the first sequence number a chain verification checked (after a prune seal)",
 }
 #: Detail keys guard builds from a value: ``status_<code>`` counts refusals per HTTP status in
 #: an aggregate of refusals (guard/access/throttle.py).

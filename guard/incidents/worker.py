@@ -11,23 +11,19 @@ only one apply each batch.
 
 from __future__ import annotations
 
-import multiprocessing
-import os
 from typing import TYPE_CHECKING
 
 import structlog
 
+from guard.background import BackgroundProcess, wait_or_stop
+
 if TYPE_CHECKING:
     import threading
-    from multiprocessing.process import BaseProcess
     from multiprocessing.synchronize import Event as ProcessEvent
 
     from guard.config import Settings
 
 log = structlog.get_logger(__name__)
-
-#: How often (seconds) the scanner checks that ``guard serve`` is still there between passes.
-_PARENT_CHECK_SECONDS = 1.0
 
 
 def run_scanner(
@@ -63,58 +59,14 @@ def run_scanner(
                     )
             except Exception as exc:
                 log.exception("incident_scan_failed", error_type=type(exc).__name__)
-            if _wait(stop, settings.incident_scan_seconds, parent_pid):
+            if wait_or_stop(stop, settings.incident_scan_seconds, parent_pid):
                 break
     finally:
         engine.dispose()
 
 
-def _wait(stop: threading.Event | ProcessEvent, seconds: float, parent_pid: int | None) -> bool:
-    """Wait ``seconds`` (or until stopped); True when the scanner should end."""
-    left = seconds
-    while left > 0:
-        step = min(left, _PARENT_CHECK_SECONDS)
-        if stop.wait(step):
-            return True
-        if parent_pid is not None and os.getppid() != parent_pid:
-            return True  # guard serve is gone; do not outlive it
-        left -= step
-    return stop.is_set()
-
-
-def _process_main(settings: Settings, stop: ProcessEvent, parent_pid: int) -> None:
-    from guard.logging import configure_logging  # noqa: PLC0415 - a fresh (spawned) process
-
-    configure_logging(settings)
-    run_scanner(settings, stop, parent_pid=parent_pid)
-
-
-class ScannerProcess:
+class ScannerProcess(BackgroundProcess):
     """The scanner process of ``guard serve``: start it, stop it."""
 
     def __init__(self, settings: Settings) -> None:
-        context = multiprocessing.get_context("spawn")
-        self._stop = context.Event()
-        self._process: BaseProcess = context.Process(
-            target=_process_main,
-            args=(settings, self._stop, os.getpid()),
-            name="guard-incident-scanner",
-            daemon=True,
-        )
-
-    def start(self) -> None:
-        """Start scanning in the background."""
-        self._process.start()
-
-    @property
-    def alive(self) -> bool:
-        """Whether the process is running."""
-        return self._process.is_alive()
-
-    def stop(self, timeout: float = 10.0) -> None:
-        """Ask the scanner to stop after its current pass; terminate it if it does not."""
-        self._stop.set()
-        self._process.join(timeout)
-        if self._process.is_alive():
-            self._process.terminate()
-            self._process.join(timeout)
+        super().__init__(settings, run_scanner, name="guard-incident-scanner")

@@ -201,6 +201,85 @@ class RecordRepository:
         """Send staged changes (so a failure surfaces inside the service call)."""
         self._session.flush()
 
+    # ------------------------------------------------------------------------ retention
+
+    def tenants(self) -> list[str]:
+        """Every tenant that has records (tombstones count: they are data of the tenant)."""
+        return list(
+            self._session.scalars(
+                select(CustomerRecord.tenant).distinct().order_by(CustomerRecord.tenant)
+            )
+        )
+
+    def active_rows(
+        self, *, tenant: str, record_ids: Collection[str], for_update: bool = False
+    ) -> Sequence[CustomerRecord]:
+        """The active records of ``tenant`` among ``record_ids``, in id order."""
+        if not record_ids:
+            return []
+        query = (
+            select(CustomerRecord)
+            .where(
+                CustomerRecord.tenant == tenant,
+                CustomerRecord.status == STATUS_ACTIVE,
+                CustomerRecord.id.in_(sorted(record_ids)),
+            )
+            .order_by(CustomerRecord.id)
+        )
+        if for_update:
+            query = query.with_for_update()
+        return self._session.scalars(query).all()
+
+    def inactive_since(
+        self, *, tenant: str, before: datetime, after_id: str, limit: int, for_update: bool = False
+    ) -> Sequence[str]:
+        """Ids of active records of ``tenant`` not updated since ``before``, after ``after_id``.
+
+        In id order, at most ``limit`` (a keyset page: pass the last id back). ``for_update``
+        locks them until commit, so an update racing retention either lands first (and the
+        record is no longer a candidate) or waits for the erasure.
+        """
+        query = (
+            select(CustomerRecord.id)
+            .where(
+                CustomerRecord.tenant == tenant,
+                CustomerRecord.status == STATUS_ACTIVE,
+                CustomerRecord.updated_at < before,
+                CustomerRecord.id > after_id,
+            )
+            .order_by(CustomerRecord.id)
+            .limit(limit)
+        )
+        if for_update:
+            query = query.with_for_update()
+        return self._session.scalars(query).all()
+
+    def notes_written_before(
+        self, *, tenant: str, before: datetime, after_id: str, limit: int, for_update: bool = False
+    ) -> Sequence[str]:
+        """Ids of active records of ``tenant`` whose notes were last written before ``before``.
+
+        When the notes were written is ``notes_written_at``, or ``updated_at`` on rows written
+        before that column existed. Id order, keyset paged and locked like
+        :meth:`inactive_since`.
+        """
+        written = func.coalesce(CustomerRecord.notes_written_at, CustomerRecord.updated_at)
+        query = (
+            select(CustomerRecord.id)
+            .where(
+                CustomerRecord.tenant == tenant,
+                CustomerRecord.status == STATUS_ACTIVE,
+                or_(CustomerRecord.notes.is_not(None), CustomerRecord.notes_redacted.is_not(None)),
+                written < before,
+                CustomerRecord.id > after_id,
+            )
+            .order_by(CustomerRecord.id)
+            .limit(limit)
+        )
+        if for_update:
+            query = query.with_for_update()
+        return self._session.scalars(query).all()
+
 
 def _unindexed_name() -> tuple[ColumnElement[bool], ...]:
     return (

@@ -68,6 +68,8 @@ if TYPE_CHECKING:
 
 #: Fields stored as JSON text inside their ciphertext.
 _JSON_FIELDS = frozenset({"account", "extra"})
+#: The notes and their redacted copy: what retention's notes period removes.
+_NOTES_FIELDS = frozenset({"notes", "notes_redacted"})
 #: Fields a caller writes (``notes_redacted`` is derived from ``notes``).
 _INPUT_FIELDS = tuple(name for name in ENCRYPTED_FIELDS if name != "notes_redacted")
 NOTE_CHANNEL = "note"
@@ -338,22 +340,81 @@ class RecordService:
             repo.flush()
             return self._decrypted(row, data_key, counts, only)
 
-    def erase(self, *, tenant: str, record_id: str) -> DecryptedRecord:
-        """Crypto-shred: drop the wrapped data key and every ciphertext; keep a tombstone."""
+    def erase(
+        self,
+        *,
+        tenant: str,
+        record_id: str,
+        unless: Callable[[Session], None] | None = None,
+    ) -> DecryptedRecord:
+        """Crypto-shred: drop the wrapped data key and every ciphertext; keep a tombstone.
+
+        ``unless`` runs in the erasing transaction once the record's row is locked, and stops
+        the erasure by raising: a check (a legal hold) that nothing can change in between.
+        """
         with session_scope(self._factory, write=True) as session:
             repo = RecordRepository(session)
             row = self._active(repo, tenant=tenant, record_id=record_id, for_update=True)
-            row.wrapped_key = None
-            row.kek_version = None
-            row.field_key_version = None
-            for name in ENCRYPTED_FIELDS:
-                setattr(row, name, None)
-            for column in BLIND_INDEXES.values():
-                setattr(row, column, None)
-            row.status = STATUS_ERASED
-            row.updated_at = _now()
+            if unless is not None:
+                unless(session)
+            _shred(row, _now())
             repo.flush()
             return _metadata(row)
+
+    def erase_many(self, session: Session, *, tenant: str, record_ids: Sequence[str]) -> list[str]:
+        """Crypto-shred many records of ``tenant`` in the caller's transaction; the ids erased.
+
+        The same shredding as :meth:`erase`, for retention's batches: each batch commits its
+        erasures together with its progress (the caller's session commits or rolls back).
+        Records no longer active (erased meanwhile) are left alone, so a repeated batch erases
+        nothing twice.
+        """
+        repo = RecordRepository(session)
+        now = _now()
+        rows = repo.active_rows(tenant=tenant, record_ids=record_ids, for_update=True)
+        for row in rows:
+            _shred(row, now)
+        repo.flush()
+        return [row.id for row in rows]
+
+    def remove_notes_many(
+        self, session: Session, *, tenant: str, record_ids: Sequence[str]
+    ) -> list[str]:
+        """Crypto-shred the notes of many records in the caller's transaction; the ids done.
+
+        Both ciphertexts of the notes (``notes``, ``notes_redacted``) are dropped and the record
+        is re-keyed: its other fields are decrypted and encrypted again under a fresh data key,
+        and the old wrapped key is dropped, so a copy of the notes ciphertext that survives
+        elsewhere (a replica, an export of the table, a backup once the KEK version that
+        wrapped the old key is retired) cannot be decrypted with any key guard still holds.
+        Removing notes is not activity: ``updated_at`` is left as it was (retention's
+        "inactive" clock), ``notes_written_at`` is cleared. Records no longer active are left
+        alone. A record whose key or fields fail authentication raises RecordIntegrityError
+        (the whole batch rolls back: nothing is half re-keyed).
+        """
+        repo = RecordRepository(session)
+        rows = repo.active_rows(tenant=tenant, record_ids=record_ids, for_update=True)
+        for row in rows:
+            self._rekey_without_notes(row)
+        repo.flush()
+        return [row.id for row in rows]
+
+    def _rekey_without_notes(self, row: CustomerRecord) -> None:
+        old_key = self._data_key(row)
+        kept = {
+            name: self._decrypt_text(row, old_key, name)
+            for name in ENCRYPTED_FIELDS
+            if name not in _NOTES_FIELDS and getattr(row, name) is not None
+        }
+        new_key, wrapped = self._cipher.new_data_key(tenant=row.tenant, customer=row.id)
+        # field_key_version (the fields' associated data) stays: only the data key changes,
+        # as in a rotation; the fields are sealed again under the new key
+        row.wrapped_key, row.kek_version = wrapped.wrapped, wrapped.kek_version
+        for name, text in kept.items():
+            setattr(row, name, self._encrypt(row, new_key, name, text))
+        row.notes = None
+        row.notes_redacted = None
+        row.notes_written_at = None
 
     # -------------------------------------------------------------------------- reads
 
@@ -607,9 +668,16 @@ class RecordService:
         )
 
     def _decrypt(self, row: CustomerRecord, data_key: bytes, name: str) -> Any:  # noqa: ANN401 - JSON
-        ciphertext: bytes | None = getattr(row, name)
-        if ciphertext is None:
+        if getattr(row, name) is None:
             return None
+        text = self._decrypt_text(row, data_key, name)
+        try:
+            return _deserialise(name, text)
+        except json.JSONDecodeError:  # authenticated, so only a writer bug could cause this
+            raise RecordIntegrityError(f"record {row.id!r}: field {name!r} is malformed") from None
+
+    def _decrypt_text(self, row: CustomerRecord, data_key: bytes, name: str) -> str:
+        ciphertext: bytes = getattr(row, name)
         try:
             text = self._cipher.decrypt_field(
                 data_key,
@@ -624,10 +692,7 @@ class RecordService:
                 f"record {row.id!r}: field {name!r} failed authentication "
                 "(tampered, or copied from another record, field or tenant)"
             ) from None
-        try:
-            return _deserialise(name, text)
-        except json.JSONDecodeError:  # authenticated, so only a writer bug could cause this
-            raise RecordIntegrityError(f"record {row.id!r}: field {name!r} is malformed") from None
+        return text
 
     def _write_fields(
         self, row: CustomerRecord, data_key: bytes, values: Mapping[str, Any]
@@ -696,6 +761,19 @@ class RecordService:
             fields=fields,
             entity_counts=counts or {},
         )
+
+
+def _shred(row: CustomerRecord, now: datetime) -> None:
+    """Crypto-shred one record: drop its wrapped data key, every ciphertext and blind index."""
+    row.wrapped_key = None
+    row.kek_version = None
+    row.field_key_version = None
+    for name in ENCRYPTED_FIELDS:
+        setattr(row, name, None)
+    for column in BLIND_INDEXES.values():
+        setattr(row, column, None)
+    row.status = STATUS_ERASED
+    row.updated_at = now
 
 
 def _metadata(row: CustomerRecord) -> DecryptedRecord:

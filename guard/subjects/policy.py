@@ -124,6 +124,16 @@ class Period:
         unit = self.unit[:-1] if self.amount == 1 else self.unit
         return f"{self.amount} {unit}"
 
+    def in_words(self) -> str:
+        """The period as a customer would say it: 365 days is "1 year", 36 months "3 years"."""
+        amount, unit = self.amount, self.unit
+        # whole years read better than 730 days; other day counts stay as written
+        if unit == "days" and amount >= 365 and amount % 365 == 0:  # noqa: PLR2004 - a year
+            amount, unit = amount // 365, "years"
+        elif unit == "months" and amount >= 12 and amount % 12 == 0:  # noqa: PLR2004 - a year
+            amount, unit = amount // 12, "years"
+        return f"{amount} {unit[:-1] if amount == 1 else unit}"
+
 
 class RetentionPolicy:
     """Retention periods per tenant and kind, resolved against the default."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import pytest
@@ -267,6 +267,7 @@ def test_when_pii_goes_through_every_endpoint_then_it_is_stored_and_logged_nowhe
         api.client.post(path, json=payload, headers=api.headers(role))
     _exercise_records(api)
     _exercise_exports(api)
+    _exercise_subjects(api)
     _exercise_hostile_paths(api)
     api.client.get("/v1/audit/events", headers=api.headers("compliance_officer"))
     dump = _dump_database(api)
@@ -296,6 +297,65 @@ def _exercise_hostile_paths(api: Api) -> None:
             response = api.client.request(method, path, headers=headers)
             assert response.status_code < 500, (method, response.text)
             assert value not in response.text
+
+
+def _exercise_subjects(api: Api) -> None:
+    """Subject requests, the encrypted package, erasure, legal holds, retention, RoPA, notice."""
+    record = {"full_name": PII["name"], "email": PII["email"], "phone": PII["phone"], "notes": CHAT}
+    created = api.client.post("/v1/records", json=record, headers=api.headers("agent"))
+    assert created.status_code == 201, created.text
+    record_id = created.json()["id"]
+    officer = api.headers("compliance_officer")
+    check = f"{PII['name']} called from {PII['phone']}, confirmed {PII['email']}"
+    responses: list[Any] = []
+
+    def call(method: str, path: str, body: dict[str, object] | None = None) -> Any:
+        response = api.client.request(method, path, json=body, headers=officer)
+        assert response.status_code < 500, (path, response.text)
+        responses.append(response)
+        return response
+
+    opened = call(
+        "POST",
+        "/v1/subjects/requests",
+        {"kind": "access", "email": PII["email"], "identity_check": check},
+    )
+    assert opened.status_code == 201, opened.text
+    request = f"/v1/subjects/requests/{opened.json()['id']}"
+    call("GET", "/v1/subjects/requests")
+    call("GET", request)
+    call("POST", f"{request}/extend", {"months": 1, "reason": f"records of {PII['name']} archived"})
+    assert call("POST", f"{request}/package").status_code == 201
+    assert call("GET", f"{request}/package").status_code == 200
+    call("POST", f"{request}/close", {"outcome": "fulfilled", "reason": f"sent to {PII['email']}"})
+    call(
+        "POST",
+        "/v1/subjects/requests",
+        {"kind": "access", "email": "x" + PII["email"], "identity_check": check},
+    )
+    hold = call(
+        "POST",
+        "/v1/retention/holds",
+        {"scope": "customer", "target": record_id, "reason": f"{PII['name']} sued, {PII['email']}"},
+    )
+    assert hold.status_code == 201, hold.text
+    erasure = call(
+        "POST",
+        "/v1/subjects/requests",
+        {"kind": "erasure", "phone": PII["phone"], "identity_check": check},
+    )
+    erase = f"/v1/subjects/requests/{erasure.json()['id']}/erase"
+    assert call("POST", erase, {"confirm": True}).status_code == 409  # held
+    call("GET", "/v1/retention/holds?include_released=true")
+    call("POST", f"/v1/retention/holds/{hold.json()['id']}/release")
+    assert call("POST", erase, {"confirm": True}).status_code == 200
+    for path in ("/v1/retention", "/v1/retention/runs", "/v1/compliance/ropa?format=md"):
+        call("GET", path)
+    call("GET", "/v1/compliance/ropa?format=json")
+    call("GET", "/v1/compliance/notice")
+    for response in responses:
+        for value in PII.values():
+            assert value.encode() not in response.content
 
 
 def _exercise_exports(api: Api) -> None:

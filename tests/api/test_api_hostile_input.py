@@ -20,7 +20,8 @@ from fastapi import FastAPI, Request  # noqa: TC002 - FastAPI reads the test rou
 from fastapi.responses import JSONResponse
 
 from guard.api.app import create_app
-from guard.cli import EXIT_ADDRESS_UNAVAILABLE, main
+from guard.cli import main
+from guard.cligroup import EXIT_ADDRESS_UNAVAILABLE
 from guard.config import Settings
 from guard.logging import configure_logging
 from tests.fixtures.server import serving

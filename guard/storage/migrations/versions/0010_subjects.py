@@ -1,5 +1,7 @@
-"""Data subject requests and packages, legal holds, retention runs, audit prune seals, and
-when a record's notes were last written.
+"""Subjects: requests, packages, legal holds, retention runs, audit prune seals, notes age.
+
+Data subject requests and their packages, legal holds, retention runs, the seals over pruned
+audit prefixes, and when a record's notes were last written.
 
 Revision ID: 0010_subjects
 Revises: 0009_exports
@@ -17,6 +19,37 @@ depends_on = None
 
 _TS = sa.DateTime(timezone=True)
 _SEQ = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+# PostgreSQL: the audit tables stay append-only (0001_audit), except that a prune may delete
+# events and checkpoints up to a seal it wrote in the same transaction: it names the seal's seq
+# in the transaction-local setting guard.audit_prune (guard/audit/repository.py,
+# delete_through). Updates and truncates are refused as before, and so is any change to a seal.
+_REFUSE_UNLESS_SEALED = """
+CREATE OR REPLACE FUNCTION guard_audit_refuse_change() RETURNS trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+    sealed bigint := NULLIF(current_setting('guard.audit_prune', true), '')::bigint;
+BEGIN
+    IF TG_OP = 'DELETE' AND TG_TABLE_NAME IN ('audit_events', 'audit_checkpoints')
+            AND sealed IS NOT NULL AND OLD.seq <= sealed
+            AND EXISTS (SELECT 1 FROM audit_prunes WHERE seq = sealed) THEN
+        RETURN OLD;
+    END IF;
+    RAISE EXCEPTION 'guard audit trail is append-only: % on % refused', TG_OP, TG_TABLE_NAME
+        USING ERRCODE = 'insufficient_privilege';
+END
+$$
+"""
+# 0001_audit's function, put back by downgrade.
+_REFUSE_ALWAYS = """
+CREATE OR REPLACE FUNCTION guard_audit_refuse_change() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'guard audit trail is append-only: % on % refused', TG_OP, TG_TABLE_NAME
+        USING ERRCODE = 'insufficient_privilege';
+END
+$$
+"""
 
 
 def upgrade() -> None:
@@ -107,6 +140,16 @@ def upgrade() -> None:
         sa.Column("key_id", sa.String(32), nullable=False),
         sa.PrimaryKeyConstraint("seq", name="pk_audit_prunes"),
     )
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute(_REFUSE_UNLESS_SEALED)
+        op.execute(
+            "CREATE TRIGGER audit_prunes_append_only BEFORE UPDATE OR DELETE ON audit_prunes "
+            "FOR EACH ROW EXECUTE FUNCTION guard_audit_refuse_change()"
+        )
+        op.execute(
+            "CREATE TRIGGER audit_prunes_no_truncate BEFORE TRUNCATE ON audit_prunes "
+            "FOR EACH STATEMENT EXECUTE FUNCTION guard_audit_refuse_change()"
+        )
     with op.batch_alter_table("customer_records") as batch:
         batch.add_column(sa.Column("notes_written_at", _TS, nullable=True))
 
@@ -115,6 +158,8 @@ def downgrade() -> None:
     """Drop what upgrade created."""
     with op.batch_alter_table("customer_records") as batch:
         batch.drop_column("notes_written_at")
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute(_REFUSE_ALWAYS)
     op.drop_table("audit_prunes")
     op.drop_index("ix_retention_runs_status_started", table_name="retention_runs")
     op.drop_table("retention_runs")
