@@ -17,7 +17,7 @@ import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from guard.access.errors import AuthenticationError, PrincipalNotFoundError
 from guard.access.models import ApiKey
@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     import builtins
     from collections.abc import Callable
 
+    from sqlalchemy import Row
     from sqlalchemy.orm import Session, sessionmaker
 
     from guard.access.audit import AuditRecorder
@@ -76,7 +77,7 @@ class ApiKeyInfo:
         return "active"
 
 
-def _info(row: ApiKey) -> ApiKeyInfo:
+def _info(row: ApiKey | Row[Any]) -> ApiKeyInfo:
     return ApiKeyInfo(
         id=row.id,
         name=row.name,
@@ -162,7 +163,7 @@ class ApiKeyService:
             raise AuthenticationError(f"{_INVALID}: not of the form gk_<prefix>_<secret>")
         presented = hash_key(key)
         with session_scope(self._session_factory) as session:
-            row = ApiKeyRepository(session).get_by_prefix(match.group(1))
+            row = ApiKeyRepository(session).lookup(match.group(1))
             stored = row.key_hash if row is not None else _DUMMY_HASH
             if not hmac.compare_digest(presented, stored) or row is None:
                 raise AuthenticationError(f"{_INVALID}: unknown or wrong key")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
     from datetime import datetime
 
+    from sqlalchemy import Row
     from sqlalchemy.orm import Session
 
 
@@ -34,6 +35,12 @@ class ApiKeyRepository:
     def get_by_prefix(self, prefix: str) -> ApiKey | None:
         """The key with this lookup prefix, if any."""
         return self._session.scalars(select(ApiKey).where(ApiKey.prefix == prefix)).one_or_none()
+
+    def lookup(self, prefix: str) -> Row[Any] | None:
+        """The key with this lookup prefix as a plain row (authentication: every request)."""
+        return self._session.execute(
+            select(ApiKey.__table__).where(ApiKey.prefix == prefix)
+        ).first()
 
     def all(self, *, tenant: str | None = None) -> Sequence[ApiKey]:
         """Every key (of one tenant if given), oldest first."""
