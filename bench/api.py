@@ -17,6 +17,7 @@ SQLite (synchronous=FULL, the default, and NORMAL) and, if reachable, PostgreSQL
 Results: bench/results/api.json.
 
     .venv/bin/python bench/api.py [--workers N] [--duration 10] [--concurrency 1 4 16 64]
+                                  [--output bench/results/api.json]
 
 Without wrk on the PATH the load comes from an asyncio client in this process instead (noted in
 the results). Figures are for comparison within the run, not capacity planning.
@@ -299,6 +300,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per level")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16, 64])
+    parser.add_argument("--output", type=Path, default=RESULTS, help="results JSON file")
     args = parser.parse_args(argv)
 
     bodies = [{"text": t} for t in messages()]
@@ -404,8 +406,8 @@ def main(argv: list[str] | None = None) -> None:
         "auth_authz_audit_overhead_per_request": overhead,
     }
     print(json.dumps(result, indent=2))
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -41,10 +41,12 @@ def run(corpus: list[str], *, workers: int, batching: bool, clients: int) -> dic
     """One level: ``clients`` threads, each sending its share of the requests in turn."""
     from guard.config import Settings  # noqa: PLC0415 - after the warnings filter
     from guard.detection.executor import AnalysisExecutor  # noqa: PLC0415
+    from guard.logging import configure_logging  # noqa: PLC0415
 
     settings = Settings(
         keys_dir=Path(tempfile.mkdtemp()), analysis_batching=batching, log_level="warning"
     )
+    configure_logging(settings)
     pool = AnalysisExecutor(settings, workers=workers, queue=clients, timeout_seconds=60)
     try:
         for text in corpus[:20]:  # warm-up: every worker has run the pipeline

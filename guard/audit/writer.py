@@ -20,6 +20,9 @@ its own caller.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import os
 import threading
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
@@ -29,7 +32,7 @@ from guard.audit.repository import AuditRepository
 from guard.storage.engine import SQLITE_BEGIN_IMMEDIATE, session_scope
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Iterator, Mapping, Sequence
 
     from sqlalchemy.orm import Session, sessionmaker
 
@@ -77,6 +80,9 @@ class ChainWriter:
         # one, which only makes a checkpoint less due: a "not due" from this cache is always
         # right, and a "due" is confirmed against the table. Saves a query on most groups.
         self._known_checkpoint: tuple[int, datetime] | None = None
+        # SQLite file databases: the file beside them that orders appending processes
+        self._lock_path = _turn_file(factory)
+        self._lock_fd: int | None = None
         #: Groups committed and events in them (for the benchmark and the metrics).
         self.groups = 0
         self.events = 0
@@ -144,7 +150,7 @@ class ChainWriter:
 
     def _append_group(self, contents: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         """Lock the chain, read its head, insert the sealed events; one transaction."""
-        with session_scope(self._factory) as session:
+        with self._turn(), session_scope(self._factory) as session:
             session.connection(execution_options=cast("Any", {SQLITE_BEGIN_IMMEDIATE: True}))
             repo = AuditRepository(session)
             repo.lock_chain()
@@ -167,6 +173,29 @@ class ChainWriter:
             if self._checkpoint_due(repo, last["seq"], ts):
                 self._checkpoint(repo, last["seq"], last["hash"], ts)
         return rows
+
+    @contextlib.contextmanager
+    def _turn(self) -> Iterator[None]:
+        """Wait for this writer's turn on a SQLite file among processes; nothing elsewhere.
+
+        Several processes (``guard serve``'s workers) append to one SQLite file. SQLite's own
+        write lock makes a waiting process poll with sleeps that grow to 100 ms, so under load
+        one writer can starve for seconds while another keeps re-taking the lock. A blocking
+        ``flock`` on a file beside the database queues them in the kernel instead, woken the
+        moment the holder commits. Only group commits take it (they never nest), so it cannot
+        deadlock; other writers still meet SQLite's lock as before. PostgreSQL queues on its
+        advisory lock already.
+        """
+        if self._lock_path is None:
+            yield
+            return
+        if self._lock_fd is None:
+            self._lock_fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
 
     def _checkpoint_due(self, repo: AuditRepository, seq: int, now: datetime) -> bool:
         known = self._known_checkpoint
@@ -196,6 +225,18 @@ class ChainWriter:
             }
         )
         self._known_checkpoint = (seq, ts)
+
+
+def _turn_file(factory: sessionmaker[Session]) -> str | None:
+    """``<database>.audit-lock`` for a SQLite file database; None for others (and memory)."""
+    bind = factory.kw.get("bind")
+    url = getattr(bind, "url", None)
+    if url is None or url.get_backend_name() != "sqlite":
+        return None
+    database = url.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return f"{database}.audit-lock"
 
 
 def _fail(pending: _Pending, exc: BaseException) -> None:
