@@ -11,6 +11,7 @@ from sqlalchemy import text
 
 from guard.crypto.envelope import WrappedKey
 from guard.crypto.errors import IntegrityError, KeyConfigurationError
+from guard.errors import InvalidInputError
 from guard.records.errors import (
     RecordErasedError,
     RecordInputError,
@@ -292,6 +293,23 @@ def test_when_erased_twice_then_the_second_is_refused(records: RecordService) ->
 
 
 # ------------------------------------------------------------------------ nothing in clear
+
+
+def test_when_the_erasure_check_refuses_inside_the_transaction_then_nothing_is_shredded(
+    records: RecordService,
+) -> None:
+    record_id = create(records)
+    seen: list[bool] = []
+
+    def held(session: Session) -> None:
+        # runs with the row locked, in the erasing transaction (a legal hold is checked here)
+        seen.append(session.in_transaction())
+        raise InvalidInputError("held")
+
+    with pytest.raises(InvalidInputError, match="held"):
+        records.erase(tenant="acme", record_id=record_id, unless=held)
+    assert seen == [True]
+    assert records.read(tenant="acme", record_id=record_id).fields["full_name"]
 
 
 def test_when_database_is_dumped_then_no_plaintext_appears(
