@@ -460,7 +460,8 @@ class AuditTrail:
         )
 
     def close(self) -> None:
-        """Dispose of the engine this trail created (if any)."""
+        """Dispose of the engine this trail created (if any), and the writer's turn file."""
+        self._writer.close()
         if self._engine is not None:
             self._engine.dispose()
             self._engine = None

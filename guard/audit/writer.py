@@ -87,6 +87,12 @@ class ChainWriter:
         self.groups = 0
         self.events = 0
 
+    def close(self) -> None:
+        """Close the turn file (if any); appending after this opens it again."""
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
     @property
     def waiting(self) -> int:
         """Events queued behind the commit in flight."""
