@@ -43,7 +43,12 @@ from guard.detection.custom import (
     load_recognizers_file,
     load_tenants_file,
 )
-from guard.detection.entities import Candidate, DetectedEntity, resolve_overlaps
+from guard.detection.entities import (
+    Candidate,
+    DetectedEntity,
+    candidate_from,
+    resolve_overlaps,
+)
 from guard.detection.model import load_pipeline
 from guard.detection.nlp import NER_TO_ENTITY, GuardNlpEngine, ner_view
 from guard.detection.recognizers.address import StreetAddressRecognizer, ZipCodeRecognizer
@@ -330,7 +335,7 @@ class Detector:
             low = start + WINDOW_MARGIN if start > 0 else start
             high = end - WINDOW_MARGIN if end < len(job.text) else end
             job.candidates.extend(
-                Candidate(start + r.start, start + r.end, r.entity_type, r.score)
+                candidate_from(r, start)
                 for r in results
                 if r.score >= self.score_threshold
                 and r.end > r.start

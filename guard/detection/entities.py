@@ -11,6 +11,8 @@ from sortedcontainers import SortedDict
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
+    from presidio_analyzer import RecognizerResult
+
 
 @dataclass(frozen=True, slots=True, order=True)
 class DetectedEntity:
@@ -33,12 +35,22 @@ class DetectedEntity:
 
 @dataclass(frozen=True, slots=True)
 class Candidate:
-    """A recognizer's finding before overlaps are resolved."""
+    """A recognizer's finding before overlaps are resolved.
+
+    ``validated``: the finding passed a checksum or a strict format check of its recognizer;
+    overlap resolution keeps such a region's label and bounds against guesses.
+    """
 
     start: int
     end: int
     entity_type: str
     score: float
+    validated: bool = False
+
+
+def candidate_from(result: RecognizerResult, offset: int = 0) -> Candidate:
+    """The candidate for one recognizer result, its offsets shifted by ``offset``."""
+    return Candidate(offset + result.start, offset + result.end, result.entity_type, result.score)
 
 
 #: When two findings tie on score, the more specific type wins the region.

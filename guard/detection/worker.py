@@ -112,7 +112,7 @@ def _answer(detector: Detector, job: tuple[Any, ...]) -> object:
         _, text, windows = job
         found = detector.candidates(text, windows)
         return pickle.dumps(
-            [(c.start, c.end, c.entity_type, c.score) for c in found],
+            [(c.start, c.end, c.entity_type, c.score, c.validated) for c in found],
             protocol=pickle.HIGHEST_PROTOCOL,
         )
     if kind == "finish":
