@@ -267,6 +267,35 @@ def test_when_a_valid_policy_is_reloaded_then_the_new_grants_apply(
     assert access.enforce(principal("analyst"), perm.AUDIT_READ).allowed
 
 
+def test_when_a_remembered_grant_is_removed_by_a_reload_then_it_is_denied_at_once(
+    own_policies: tuple[Settings, Path],
+) -> None:
+    configured, folder = own_policies
+    access = AccessControl(configured)
+    path = folder / "policy.csv"
+    original = path.read_text(encoding="utf-8")
+    path.write_text(original + "p, analyst, *, audit, read\n", encoding="utf-8")
+    access.reload()
+    for _ in range(3):  # asked again and again: the answer is remembered
+        assert access.enforce(principal("analyst"), perm.AUDIT_READ).allowed
+    path.write_text(original, encoding="utf-8")
+    access.reload()
+    decision = access.enforce(principal("analyst"), perm.AUDIT_READ)
+    assert not decision.allowed
+    assert decision.reason == DENIED_BY_DEFAULT
+
+
+def test_when_more_questions_are_asked_than_the_memo_holds_then_answers_stay_right(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("guard.access.enforcer.DECISION_MEMO_SIZE", 8)
+    access = AccessControl(settings)
+    for index in range(40):
+        assert not access.enforce(principal("agent"), Permission("read", f"object{index}")).allowed
+        assert access.enforce(principal("agent"), perm.REDACT).allowed
+    assert len(access._loaded.decisions) <= 8  # the bound under test
+
+
 def test_when_the_policy_files_are_missing_then_a_policy_error_names_the_file(
     settings: Settings, tmp_path: Path
 ) -> None:
