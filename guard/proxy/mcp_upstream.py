@@ -14,12 +14,14 @@ The upstream's answers never reach an error message: they may hold customer data
 the tool and what went wrong (down, slow, too large, not JSON, an error result), never the text.
 
 The client is async (the SDK's streamable HTTP client); :func:`call_mcp_tool` is the sync entry
-point the proxy calls from a worker thread: it runs the call in a fresh event loop of that thread
-(``anyio.run``), never on the server's loop. The tool list is fetched on the call's own
-connection, right before the call (two small requests): the SDK client lists a tool before it
-validates the tool's structured answer anyway, and the pin check then sees the definition the
-upstream serves at that moment, not one cached a minute ago. (The SDK's response cache cannot
-stand in: it honours the server's ``ttlMs`` hint, and the SDK's servers answer 0.)
+point the proxy calls from a worker thread: it runs the call on an event loop of its own thread
+(``_SessionLoop``), never on the server's loop. That loop keeps one session open per upstream
+between calls, so a call costs two requests on a warm connection instead of a handshake, a new
+connection and a session teardown. The tool list is still fetched right before every call, on
+the call's session: the SDK client lists a tool before it validates the tool's structured
+answer anyway, and the pin check then sees the definition the upstream serves at that moment,
+not one cached a minute ago. (The SDK's response cache cannot stand in: it honours the server's
+``ttlMs`` hint, and the SDK's servers answer 0.)
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import anyio
+import anyio.abc
+import anyio.from_thread
 import httpx2
 import mcp_types
 from mcp import Client
@@ -49,9 +53,12 @@ from guard.proxy.policy import McpRoute, McpUpstream
 
 if TYPE_CHECKING:
     import ssl
-    from collections.abc import AsyncIterator, Mapping
+    from collections.abc import AsyncIterator, Callable, Mapping
 
     from guard.proxy.policy import ToolSpec
+
+    #: Opens one session's client (``McpToolClient._connect`` with its upstream and key).
+    _Connect = Callable[[], contextlib.AbstractAsyncContextManager[Client]]
 
 #: The pins file's name under ``settings.var_dir`` (state guard writes, next to its database).
 PINS_FILENAME: Final = "tool-pins.json"
@@ -198,6 +205,8 @@ class McpToolClient:
         self._lock = threading.Lock()
         #: Per upstream URL: the protocol version it spoke last (a modern one saves a round trip).
         self._modes: dict[str, str] = {}
+        #: The event loop (in a thread of its own) that holds the open sessions, once started.
+        self._loop: _SessionLoop | None = None
 
     @property
     def pins_path(self) -> Path:
@@ -212,7 +221,7 @@ class McpToolClient:
         if not isinstance(route, McpRoute):
             raise UpstreamError(f"tool {spec.name!r} is not backed by an MCP server")
         try:
-            return anyio.run(self._call, spec, route, arguments)
+            return self._session_loop().portal.call(self._call, spec, route, arguments)
         except GuardError:
             raise
         except TimeoutError:
@@ -241,23 +250,68 @@ class McpToolClient:
 
     # -- async
 
+    def close(self) -> None:
+        """Close the open sessions and stop their event loop; a later call starts them again."""
+        with self._lock:
+            loop, self._loop = self._loop, None
+        if loop is not None:
+            loop.close()
+
+    def _session_loop(self) -> _SessionLoop:
+        with self._lock:
+            if self._loop is None:
+                self._loop = _SessionLoop()
+            return self._loop
+
     async def _call(self, spec: ToolSpec, route: McpRoute, arguments: dict[str, Any]) -> Any:  # noqa: ANN401
+        """List (for the pin check) and call on the upstream's open session.
+
+        The session is kept between calls: opening one costs the MCP handshake (initialize and
+        its notification) and a new connection, which was most of a call's time. The listing
+        is still read on every call, right before it, so the pin check sees the definition the
+        upstream serves now. A session that fails while listing (the upstream restarted, or
+        forgot the session) is replaced once and the listing read again: listing changes
+        nothing upstream. A call that fails or runs out of time is never retried (the tool may
+        have acted); its session is closed, and the next call opens a new one.
+        """
         upstream = route.upstream
+        loop = self._session_loop()
+        key = _SessionKey(
+            url=upstream.url,
+            credential=upstream.credential() or "",
+            timeout_seconds=spec.timeout_seconds,
+            max_bytes=spec.max_response_bytes,
+        )
         with anyio.fail_after(spec.timeout_seconds):
-            async with self._connect(
-                upstream, spec.timeout_seconds, spec.max_response_bytes
-            ) as client:
-                # the definition as the upstream gives it now, on the connection of the call
-                tools = await self._list(client)
-                self._check_pin(spec.name, upstream, route.tool, tools)
-                result = await client.call_tool(route.tool, arguments)
+            session = await loop.session(key, lambda: self._connect(upstream, key))
+            try:
+                tools = await self._list(session.client)
+            except Exception:
+                await loop.discard(session)
+                if session.calls == 0:
+                    raise
+                session = await loop.session(key, lambda: self._connect(upstream, key))
+                tools = await self._list(session.client)
+            self._check_pin(spec.name, upstream, route.tool, tools)
+            session.calls += 1
+            try:
+                result = await session.client.call_tool(route.tool, arguments)
+            except BaseException:
+                await loop.discard(session)
+                raise
         return _document_of(spec, result)
 
     async def _fetch_listing(
         self, upstream: McpUpstream, timeout_seconds: float
     ) -> dict[str, UpstreamTool]:
+        key = _SessionKey(
+            url=upstream.url,
+            credential=upstream.credential() or "",
+            timeout_seconds=timeout_seconds,
+            max_bytes=_LISTING_BYTES,
+        )
         with anyio.fail_after(timeout_seconds):
-            async with self._connect(upstream, timeout_seconds, _LISTING_BYTES) as client:
+            async with self._connect(upstream, key) as client:
                 return await self._list(client)
 
     @staticmethod
@@ -273,12 +327,10 @@ class McpToolClient:
         return tools
 
     @contextlib.asynccontextmanager
-    async def _connect(
-        self, upstream: McpUpstream, timeout_seconds: float, max_bytes: int
-    ) -> AsyncIterator[Client]:
-        credential = upstream.credential()
+    async def _connect(self, upstream: McpUpstream, key: _SessionKey) -> AsyncIterator[Client]:
+        credential, timeout_seconds = key.credential, key.timeout_seconds
         headers = {"Authorization": f"Bearer {credential}"} if credential else {}
-        limit = 2 * max_bytes + _FRAMING_BYTES
+        limit = 2 * key.max_bytes + _FRAMING_BYTES
         http = httpx2.AsyncClient(
             headers=headers,
             timeout=httpx2.Timeout(timeout_seconds),
@@ -321,6 +373,131 @@ class McpToolClient:
                 f"tool {name!r}: its upstream tool's definition changed since it was pinned; "
                 f"refused until an administrator reviews it and runs `{_PIN_COMMAND}`"
             )
+
+
+# --------------------------------------------------------------------------- open sessions
+
+
+@dataclass(frozen=True)
+class _SessionKey:
+    """What a session is opened with: calls that differ in any of it get sessions of their own.
+
+    The credential is part of it, so a rotated upstream credential opens a new session at the
+    next call (the old one is closed when it is next found stale or at shutdown).
+    """
+
+    url: str
+    credential: str = field(repr=False)
+    timeout_seconds: float
+    max_bytes: int
+
+
+@dataclass(eq=False)
+class _Session:
+    """One open MCP session with an upstream, used by many calls (the SDK multiplexes them)."""
+
+    key: _SessionKey
+    client: Client
+    stop: anyio.Event
+    #: Tool calls made on it; a session that never served a call is not worth a second try.
+    calls: int = 0
+
+
+class _SessionLoop:
+    """An event loop in a thread of its own that keeps upstream sessions open between calls.
+
+    The SDK's client is async and ties its connection to the task that opened it: each session
+    lives in a task of this loop (opened, then parked until it is told to stop), and calls from
+    the server's worker threads run on this loop through an anyio blocking portal. One loop
+    per process; nothing here ever runs on the server's own loop.
+    """
+
+    def __init__(self) -> None:
+        self._portal_cm = anyio.from_thread.start_blocking_portal(name="guard-mcp-upstreams")
+        self.portal = self._portal_cm.__enter__()
+        self._sessions: dict[_SessionKey, _Session] = {}
+        self._opening: dict[_SessionKey, anyio.Lock] = {}
+        self._keeper, self._group = self.portal.start_task(self._keep, name="guard-mcp-keeper")
+
+    async def _keep(self, *, task_status: anyio.abc.TaskStatus[anyio.abc.TaskGroup]) -> None:
+        """Hold the task group the sessions run in until the loop closes."""
+        async with anyio.create_task_group() as group:
+            task_status.started(group)
+            await anyio.sleep_forever()
+
+    def close(self) -> None:
+        """Stop every session's task (closing its connection), then the loop."""
+        try:
+            self.portal.call(self._stop_all)
+            self._keeper.cancel()
+        finally:
+            self._portal_cm.__exit__(None, None, None)
+
+    async def _stop_all(self) -> None:
+        for session in list(self._sessions.values()):
+            session.stop.set()
+        self._sessions.clear()
+
+    async def session(
+        self,
+        key: _SessionKey,
+        connect: Callable[[], contextlib.AbstractAsyncContextManager[Client]],
+    ) -> _Session:
+        """The open session for ``key``, opening one (once, however many callers wait) if none."""
+        existing = self._sessions.get(key)
+        if existing is not None:
+            return existing
+        lock = self._opening.setdefault(key, anyio.Lock())
+        async with lock:
+            existing = self._sessions.get(key)
+            if existing is not None:
+                return existing
+            session = await self._open(key, connect)
+            self._sessions[key] = session
+            return session
+
+    async def discard(self, session: _Session) -> None:
+        """Close ``session`` (its task ends) and forget it, if it is still the current one."""
+        if self._sessions.get(session.key) is session:
+            del self._sessions[session.key]
+        session.stop.set()
+
+    async def _open(
+        self,
+        key: _SessionKey,
+        connect: Callable[[], contextlib.AbstractAsyncContextManager[Client]],
+    ) -> _Session:
+        opened: dict[str, Any] = {}
+        ready = anyio.Event()
+        stop = anyio.Event()
+
+        async def hold() -> None:
+            try:
+                async with connect() as client:
+                    opened["session"] = _Session(key=key, client=client, stop=stop)
+                    ready.set()
+                    await stop.wait()
+            except BaseException as exc:  # handed to the caller waiting to open; never raised
+                # here, where it would cancel every other session of the loop
+                opened.setdefault("error", exc)
+                if isinstance(exc, anyio.get_cancelled_exc_class()):
+                    raise
+            finally:
+                session = opened.get("session")
+                if session is not None and self._sessions.get(key) is session:
+                    del self._sessions[key]  # the connection ended: the next call reopens
+                ready.set()
+
+        self._group.start_soon(hold, name="guard-mcp-session")
+        try:
+            await ready.wait()
+        except BaseException:
+            stop.set()  # the caller gave up (its time ran out): the half-open session goes
+            raise
+        if "session" not in opened:
+            raise opened.get("error") or UpstreamError("the upstream MCP session did not open")
+        session: _Session = opened["session"]
+        return session
 
 
 def _document_of(spec: ToolSpec, result: mcp_types.CallToolResult) -> Any:  # noqa: ANN401 - JSON
@@ -449,6 +626,14 @@ def default_client() -> McpToolClient:
         if _DEFAULT is None:
             _DEFAULT = McpToolClient()
         return _DEFAULT
+
+
+def close_default_client() -> None:
+    """Close the process's client's open sessions (at shutdown); a later call reopens them."""
+    with _DEFAULT_LOCK:
+        client = _DEFAULT
+    if client is not None:
+        client.close()
 
 
 def call_mcp_tool(spec: ToolSpec, arguments: dict[str, Any]) -> Any:  # noqa: ANN401 - JSON

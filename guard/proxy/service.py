@@ -95,10 +95,15 @@ class ToolProxy:
         self._messages = messages
         self.budgets = budgets or BudgetLedger()
         self._http = http or HttpUpstreamClient()
+        self._mcp_used = False
 
     def close(self) -> None:
-        """Close the upstream connections."""
+        """Close the upstream connections (HTTP, and the MCP sessions if any was opened)."""
         self._http.close()
+        if self._mcp_used:
+            from guard.proxy.mcp_upstream import close_default_client  # noqa: PLC0415
+
+            close_default_client()
 
     # ----------------------------------------------------------------------------- list
 
@@ -192,6 +197,7 @@ class ToolProxy:
         if isinstance(route, McpRoute):
             from guard.proxy.mcp_upstream import call_mcp_tool  # noqa: PLC0415 - MCP client
 
+            self._mcp_used = True
             return 200, call_mcp_tool(spec, arguments)
         raise UpstreamError(f"tool {spec.name!r}: unknown kind of upstream")  # pragma: no cover
 
