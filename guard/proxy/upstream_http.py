@@ -5,6 +5,12 @@ the agent never holds. So a call goes only to the upstream's own base URL (the p
 from the policy's template, each argument one encoded segment: see guard.proxy.policy), follows no
 redirect (a redirect could carry the credential elsewhere), and reads at most the tool's
 ``max_response_bytes`` before giving up. An upstream failure never shows its body: it may hold PII.
+
+The client is httpcore's connection pool, the transport httpx itself is built on, used without
+httpx's request and response models: those cost 0.2-0.7 ms a call (measured against the demo
+CRM), and a call through the proxy pays this client on top of what a direct call costs. httpcore
+follows no redirect and reads no proxy settings from the environment: only configured upstreams
+are ever contacted.
 """
 
 from __future__ import annotations
@@ -13,16 +19,20 @@ import json
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
 
-import httpx
+import httpcore
 
 from guard.proxy.errors import UpstreamError, UpstreamNotFoundError, UpstreamTimeoutError
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Iterable, Mapping
 
 #: Connections kept open per upstream host.
 POOL_CONNECTIONS = 20
+
+_NOT_FOUND = 404
+_JSON = b"application/json"
 
 
 @dataclass(frozen=True)
@@ -35,15 +45,11 @@ class UpstreamResponse:
 
 
 class HttpUpstreamClient:
-    """One pooled httpx client for every HTTP upstream of a process."""
+    """One pooled client for every HTTP upstream of a process."""
 
     def __init__(self) -> None:
-        self._client = httpx.Client(
-            follow_redirects=False,
-            limits=httpx.Limits(
-                max_connections=POOL_CONNECTIONS, max_keepalive_connections=POOL_CONNECTIONS
-            ),
-            trust_env=False,  # no proxy settings from the environment: only configured upstreams
+        self._pool = httpcore.ConnectionPool(
+            max_connections=POOL_CONNECTIONS, max_keepalive_connections=POOL_CONNECTIONS
         )
 
     def call(
@@ -59,32 +65,38 @@ class HttpUpstreamClient:
         max_bytes: int,
     ) -> UpstreamResponse:
         """Send the call and parse its JSON answer, or raise an Upstream*Error naming ``tool``."""
-        headers = {"Accept": "application/json"}
-        if credential:
-            headers["Authorization"] = f"Bearer {credential}"
+        url, headers, content = _request(url, query, body, credential)
+        timeouts = {
+            "connect": timeout_seconds,
+            "read": timeout_seconds,
+            "write": timeout_seconds,
+            "pool": timeout_seconds,
+        }
         started = time.perf_counter()
         try:
-            with self._client.stream(
+            with self._pool.stream(
                 method,
                 url,
-                params={k: _param(v) for k, v in (query or {}).items()},
-                json=dict(body) if body is not None else None,
                 headers=headers,
-                timeout=httpx.Timeout(timeout_seconds),
+                content=content,
+                extensions={"timeout": timeouts},
             ) as response:
-                raw = _read_capped(response, tool, max_bytes)
-                status = response.status_code
-                content_type = response.headers.get("content-type", "")
-        except httpx.TimeoutException:
+                status = response.status
+                content_type = _header(response.headers, b"content-type")
+                declared = _header(response.headers, b"content-length")
+                raw = _read_capped(response.iter_stream(), declared, tool, max_bytes)
+        except UpstreamError:  # over the size limit while reading
+            raise
+        except httpcore.TimeoutException:
             raise UpstreamTimeoutError(
                 f"tool {tool!r}: the upstream did not answer within {timeout_seconds:g} s"
             ) from None
-        except httpx.HTTPError as exc:
+        except Exception as exc:  # noqa: BLE001 - network and protocol errors: named by type
             raise UpstreamError(
                 f"tool {tool!r}: the upstream could not be reached ({type(exc).__name__})"
             ) from None
         seconds = time.perf_counter() - started
-        if status == httpx.codes.NOT_FOUND:
+        if status == _NOT_FOUND:
             raise UpstreamNotFoundError(f"tool {tool!r}: the upstream has no such object")
         if not 200 <= status < 300:  # noqa: PLR2004 - the success range
             # redirects included: following one could send the credential elsewhere
@@ -99,7 +111,34 @@ class HttpUpstreamClient:
 
     def close(self) -> None:
         """Close the pooled connections."""
-        self._client.close()
+        self._pool.close()
+
+
+def _request(
+    url: str,
+    query: Mapping[str, Any] | None,
+    body: Mapping[str, Any] | None,
+    credential: str | None,
+) -> tuple[str, list[tuple[bytes, bytes]], bytes]:
+    """The URL with its query string, the headers (the credential injected) and the body."""
+    headers = [(b"Accept", _JSON)]
+    if credential:
+        headers.append((b"Authorization", f"Bearer {credential}".encode()))
+    content = b""
+    if body is not None:
+        content = json.dumps(dict(body), separators=(",", ":")).encode("utf-8")
+        headers.append((b"Content-Type", _JSON))
+    if query:
+        url = f"{url}?{urlencode({k: _param(v) for k, v in query.items()})}"
+    return url, headers, content
+
+
+def _header(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> str:
+    """The first value of header ``name`` (lower-case), decoded as Latin-1; empty if none."""
+    for key, value in headers:
+        if key.lower() == name:
+            return value.decode("latin-1").lower()
+    return ""
 
 
 def _param(value: Any) -> str:  # noqa: ANN401 - validated JSON argument values
@@ -110,16 +149,15 @@ def _param(value: Any) -> str:  # noqa: ANN401 - validated JSON argument values
     return json.dumps(value, separators=(",", ":"))
 
 
-def _read_capped(response: httpx.Response, tool: str, max_bytes: int) -> bytes:
+def _read_capped(chunks: Iterable[bytes], declared: str, tool: str, max_bytes: int) -> bytes:
     """The body, read chunk by chunk; past ``max_bytes`` the call fails and reading stops."""
-    declared = response.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+    if declared.isdigit() and int(declared) > max_bytes:
         raise UpstreamError(f"tool {tool!r}: the upstream's answer is over {max_bytes} bytes")
-    chunks: list[bytes] = []
+    parts: list[bytes] = []
     size = 0
-    for chunk in response.iter_bytes():
+    for chunk in chunks:
         size += len(chunk)
         if size > max_bytes:
             raise UpstreamError(f"tool {tool!r}: the upstream's answer is over {max_bytes} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
+        parts.append(chunk)
+    return b"".join(parts)
