@@ -40,6 +40,8 @@ if TYPE_CHECKING:
 
 #: Most events in one transaction: bounds a group's time under the lock and its memory.
 DEFAULT_MAX_GROUP = 256
+#: Bytes of the turn count at the start of the turn file (big-endian).
+_TURN_BYTES = 8
 
 
 class _Pending:
@@ -83,6 +85,11 @@ class ChainWriter:
         # SQLite file databases: the file beside them that orders appending processes
         self._lock_path = _turn_file(factory)
         self._lock_fd: int | None = None
+        # The head this process wrote last, and the turn count right after its group: while
+        # the turn file still shows that count, no group of any process came after it, and the
+        # head needs no query (see ``_turn``).
+        self._head: tuple[int, str, datetime] | None = None
+        self._head_turn: int | None = None
         #: Groups committed and events in them (for the benchmark and the metrics).
         self.groups = 0
         self.events = 0
@@ -156,11 +163,13 @@ class ChainWriter:
 
     def _append_group(self, contents: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         """Lock the chain, read its head, insert the sealed events; one transaction."""
-        with self._turn(), session_scope(self._factory) as session:
+        self._head, known = None, self._head  # whatever happens below, it is read again
+        with self._turn() as turn, session_scope(self._factory) as session:
             session.connection(execution_options=cast("Any", {SQLITE_BEGIN_IMMEDIATE: True}))
             repo = AuditRepository(session)
             repo.lock_chain()
-            head = repo.head_state()
+            fresh = turn is not None and known is not None and turn == self._head_turn
+            head = known if fresh else repo.head_state()
             seq, prev_hash = (0, GENESIS_HASH) if head is None else (head[0], head[1])
             # Timestamps are taken under the lock, and never before the head's (another host's
             # clock may run ahead): ts never goes back along seq, so a time range is a seq range.
@@ -178,10 +187,13 @@ class ChainWriter:
             last = rows[-1]
             if self._checkpoint_due(repo, last["seq"], ts):
                 self._checkpoint(repo, last["seq"], last["hash"], ts)
+        # committed: the head is this group's last event, as of the turn this group counted
+        if turn is not None:
+            self._head, self._head_turn = (last["seq"], last["hash"], ts), turn + 1
         return rows
 
     @contextlib.contextmanager
-    def _turn(self) -> Iterator[None]:
+    def _turn(self) -> Iterator[int | None]:
         """Wait for this writer's turn on a SQLite file among processes; nothing elsewhere.
 
         Several processes (``guard serve``'s workers) append to one SQLite file. SQLite's own
@@ -191,15 +203,25 @@ class ChainWriter:
         moment the holder commits. Only group commits take it (they never nest), so it cannot
         deadlock; other writers still meet SQLite's lock as before. PostgreSQL queues on its
         advisory lock already.
+
+        Yields the turn count: the file holds how many groups began (8 bytes), and each group
+        adds one *before* its transaction begins. A process whose last group left the count at
+        N and finds N again knows no group of any process has begun since, so the head it wrote
+        is still the head and is not read again (a query per group saved). A group that fails
+        after counting only makes the next one read the head. None: no turn file (PostgreSQL,
+        in-memory SQLite), the head is always read.
         """
         if self._lock_path is None:
-            yield
+            yield None
             return
         if self._lock_fd is None:
             self._lock_fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o600)
         fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
         try:
-            yield
+            stored = os.pread(self._lock_fd, _TURN_BYTES, 0)
+            turn = int.from_bytes(stored, "big") if len(stored) == _TURN_BYTES else 0
+            os.pwrite(self._lock_fd, (turn + 1).to_bytes(_TURN_BYTES, "big"), 0)
+            yield turn
         finally:
             fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
 

@@ -233,3 +233,68 @@ def test_when_the_process_is_killed_mid_load_then_every_acknowledged_event_is_st
     report = trail.verify()
     assert report.ok, report
     assert report.events_checked == len(stored)
+
+
+# ------------------------------------------------------------------------- the head, remembered
+
+
+def _head_queries(engine: Engine) -> Callable[[], int]:
+    """A counter of the head queries (newest event by seq) the engine runs from now on."""
+    from sqlalchemy import event  # noqa: PLC0415 - only these tests listen
+
+    seen = [0]
+
+    def count(*args: Any) -> None:
+        statement = str(args[2]).lower()
+        if "from audit_events" in statement and "order by audit_events.seq desc" in statement:
+            seen[0] += 1
+
+    event.listen(engine, "before_cursor_execute", count)
+    return lambda: seen[0]
+
+
+def test_when_one_writer_appends_alone_then_it_reads_the_head_once(
+    trail: AuditTrail, engine: Engine
+) -> None:
+    if engine.dialect.name != "sqlite":
+        pytest.skip("the head is remembered across groups on SQLite files (the turn file)")
+    queries = _head_queries(engine)
+    record_events(trail, 6)
+    assert queries() == 1  # the first group reads it; the others know it
+    assert trail.verify().ok
+
+
+def test_when_two_writers_take_turns_then_each_reads_the_head_the_other_moved(
+    audit_settings: Settings, factory: sessionmaker[Session], engine: Engine
+) -> None:
+    # two trails on one file, as two worker processes are: each has its own turn-file handle
+    from guard.audit.service import AuditTrail  # noqa: PLC0415
+
+    first, second = AuditTrail(audit_settings, factory), AuditTrail(audit_settings, factory)
+    queries = _head_queries(engine)
+    seqs = []
+    for _ in range(4):
+        seqs += record_events(first, 2)
+        seqs += record_events(second, 1)
+    assert seqs == list(range(seqs[0], seqs[0] + 12))  # no gap, no fork: one chain
+    report = first.verify()
+    assert report.ok
+    if engine.dialect.name == "sqlite":
+        # each switch of writer reads the head again; a writer's second event in a row does not
+        assert queries() == 8
+    first.writer.close()
+    second.writer.close()
+
+
+def test_when_a_group_fails_then_the_next_one_reads_the_head_again(
+    trail: AuditTrail, engine: Engine
+) -> None:
+    if engine.dialect.name != "sqlite":
+        pytest.skip("the head is remembered across groups on SQLite files (the turn file)")
+    record_events(trail, 1)
+    queries = _head_queries(engine)
+    with pytest.raises(IntegrityError):
+        trail.writer.append(_content(action=None))  # NOT NULL: the transaction fails
+    record_events(trail, 1)
+    assert queries() == 1  # the failed group trusted the head it knew; the next reads it
+    assert trail.verify().ok
