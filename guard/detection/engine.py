@@ -15,6 +15,13 @@ done; all windows of all texts of a batch share the NER batches. The findings of
 are merged and their overlaps resolved once over the whole text (in O(n log n)); the deny-list
 and allow-list are applied to the whole text, the allow-list in one pass.
 
+Evasion: detection reads a normalised view of each text (``guard.detection.normalize``:
+Unicode NFKC, zero-width and other invisible characters removed, every space a plain space),
+so that ``4111\u00a01111...``, ``joe\u200b@example.com`` or full-width digits are found
+as their plain forms are. Windows, recognizers, the NER, and the tenant's lists all work on
+the view; the entities returned are mapped back to offsets into the text as given, each
+covering the original characters of its value (zero-width ones inside it included).
+
 Output: one label per region of text (highest score wins), allow-listed values removed,
 deny-listed values added; offsets only, never the values.
 """
@@ -26,7 +33,7 @@ import time
 from bisect import bisect_right
 from collections import Counter, deque
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import TYPE_CHECKING
 
 import regex
@@ -51,13 +58,22 @@ from guard.detection.entities import (
 )
 from guard.detection.model import load_pipeline
 from guard.detection.nlp import NER_TO_ENTITY, GuardNlpEngine, ner_view
+from guard.detection.normalize import NormalizedText, normalize
 from guard.detection.recognizers.address import StreetAddressRecognizer, ZipCodeRecognizer
+from guard.detection.recognizers.age import AgeRecognizer
 from guard.detection.recognizers.card import PaymentCardRecognizer
-from guard.detection.recognizers.dates import DateTimeRecognizer, WrittenDateRecognizer
+from guard.detection.recognizers.dates import (
+    DateTimeRecognizer,
+    MonthDashDateRecognizer,
+    WeekdayRecognizer,
+    WrittenDateRecognizer,
+)
 from guard.detection.recognizers.gazetteer import FirstNameRecognizer
 from guard.detection.recognizers.names import ChatNameRecognizer
 from guard.detection.recognizers.organizations import (
     EmployerRecognizer,
+    FirmNameRecognizer,
+    JobTitleRecognizer,
     SignatureBlockRecognizer,
     appositive_title_recognizer,
     organization_recognizer,
@@ -95,6 +111,8 @@ def guard_recognizers() -> list[EntityRecognizer]:
         PaymentCardRecognizer(),
         WrittenDateRecognizer(),
         DateTimeRecognizer(),
+        WeekdayRecognizer(),
+        MonthDashDateRecognizer(),
         CountryRecognizer(),
         AnyCaseIbanRecognizer(),
         StreetAddressRecognizer(),
@@ -102,9 +120,12 @@ def guard_recognizers() -> list[EntityRecognizer]:
         ChatNameRecognizer(),
         FirstNameRecognizer(),
         organization_recognizer(),
+        FirmNameRecognizer(),
         SignatureBlockRecognizer(),
         EmployerRecognizer(),
         appositive_title_recognizer(),
+        JobTitleRecognizer(),
+        AgeRecognizer(),
         password_recognizer(),
         pin_recognizer(),
         security_answer_recognizer(),
@@ -155,10 +176,40 @@ class _AllowList:
         return kept
 
 
+#: The normalised view of the last texts: a long text split between workers is normalised
+#: for its windows, its candidates and its finish, usually in one process in a row.
+_normalized = lru_cache(maxsize=2)(normalize)
+
+
+def _mapped(normal: NormalizedText, entities: list[DetectedEntity]) -> list[DetectedEntity]:
+    """``entities`` (sorted, apart, offsets into the view) with offsets into the original.
+
+    Two entities that meet inside one cluster (the "f" and "i" of a "ﬁ" ligature) would both
+    cover it in the original: the later one starts where the earlier ends, and is dropped
+    when nothing of its own is left; redaction needs entities that do not overlap.
+    """
+    if normal.is_identity:
+        return entities
+    mapped: list[DetectedEntity] = []
+    previous_end = 0
+    for entity in entities:
+        start, end = normal.span(entity.start, entity.end)
+        start = max(start, previous_end)
+        if end > start:
+            mapped.append(DetectedEntity(start, end, entity.entity_type, entity.score))
+            previous_end = end
+    return mapped
+
+
 @dataclass
 class _Job:
-    """One text of a batch on its way through the windows."""
+    """One text of a batch on its way through the windows.
 
+    ``text`` is the normalised view the windows and recognizers read; ``view`` the NER's
+    view of it; ``normal`` maps offsets back to the text as given.
+    """
+
+    normal: NormalizedText
     text: str
     view: str
     windows: list[tuple[int, int]]
@@ -243,7 +294,7 @@ class Detector:
         found: Counter[str] = Counter()
         count = 0
         for job in self._analysed(texts, batch_size):
-            entities = self._finish(job.text, job.candidates, lists)
+            entities = _mapped(job.normal, self._finish(job.text, job.candidates, lists))
             found.update(e.entity_type for e in entities)
             count += 1
             yield entities
@@ -253,11 +304,17 @@ class Detector:
     # --- one long text in parts: windows, candidates per group of windows, one finish ------
     # The analysis pool sends groups of a long text's windows to different workers and the
     # candidates of all groups to one worker to finish; analyze() is the three in a row.
+    # Windows and candidates are offsets into the text's normalised view; finish() maps the
+    # entities back to offsets into the text.
 
     def window_spans(self, text: str) -> list[tuple[int, int]]:
-        """The windows ``text`` is analysed in: (start, end) pairs, in order, overlapping."""
-        checked = self._check(text)
-        return window_bounds(checked, size=self.window_chars, overlap=self.window_overlap)
+        """The windows ``text`` is analysed in: (start, end) pairs, in order, overlapping.
+
+        Offsets into the normalised view of ``text`` (the same as into ``text`` unless it
+        holds characters that normalisation removes or expands).
+        """
+        view = _normalized(self._check(text)).text
+        return window_bounds(view, size=self.window_chars, overlap=self.window_overlap)
 
     def candidates(
         self, text: str, windows: Sequence[tuple[int, int]], *, batch_size: int = 64
@@ -267,15 +324,15 @@ class Detector:
         Filtered as in a whole analysis (score threshold, each window's cut edges) but before
         the tenant's lists and overlap resolution: the candidates of contiguous groups of
         windows, concatenated in order, are what ``analyze`` would have found before
-        ``finish``.
+        ``finish``. Offsets, of the windows and of the candidates, are into the view.
         """
-        checked = self._check(text)
+        normal = _normalized(self._check(text))
         spans = [(start, end) for start, end in windows]
-        if not all(0 <= start <= end <= len(checked) for start, end in spans):
+        if not all(0 <= start <= end <= len(normal.text) for start, end in spans):
             raise InvalidInputError("windows must lie inside the text")
         # the view of the whole text, not of the group: it is what every window reads in
         # analyze(), so a group's windows find exactly what they find there
-        job = _Job(checked, ner_view(checked), spans, pending=len(spans))
+        job = _Job(normal, normal.text, ner_view(normal.text), spans, pending=len(spans))
         for _ in self._run_jobs([job], batch_size):
             pass
         return job.candidates
@@ -283,8 +340,12 @@ class Detector:
     def finish(
         self, text: str, candidates: Iterable[Candidate], *, tenant: str | None = None
     ) -> list[DetectedEntity]:
-        """The entities of ``text`` from all its windows' candidates: lists, then overlaps."""
-        return self._finish(self._check(text), list(candidates), self._lists(tenant))
+        """The entities of ``text`` from all its windows' candidates: lists, then overlaps.
+
+        The candidates' offsets are into the view; the entities' into ``text``.
+        """
+        normal = _normalized(self._check(text))
+        return _mapped(normal, self._finish(normal.text, list(candidates), self._lists(tenant)))
 
     def _analysed(self, texts: Iterable[str], batch_size: int) -> Iterator[_Job]:
         """Each text's candidates, in order, its windows run through the NER in batches."""
@@ -292,8 +353,9 @@ class Detector:
         return self._run_jobs(jobs, batch_size)
 
     def _job(self, text: str) -> _Job:
-        windows = self.window_spans(text)
-        return _Job(text, ner_view(text), windows, pending=len(windows))
+        normal = normalize(self._check(text))
+        windows = window_bounds(normal.text, size=self.window_chars, overlap=self.window_overlap)
+        return _Job(normal, normal.text, ner_view(normal.text), windows, pending=len(windows))
 
     def _run_jobs(self, incoming: Iterable[_Job], batch_size: int) -> Iterator[_Job]:
         """Each job filled with its windows' candidates, in order, through the NER in batches.
@@ -385,11 +447,16 @@ class Detector:
                 lists: TenantLists = self.tenants.default
             else:
                 lists = self.tenants.lists_for(tenant)
+            # the values as the view writes them: a value typed with a no-break space or in
+            # full-width forms matches the text however it was written
+            allow = [v for v in (normalize(v).text for v in lists.allow) if v]
+            deny = [(normalize(e.value).text, e.entity) for e in lists.deny_entries()]
             cached = _CompiledLists(
-                allow=_AllowList(lists.allow) if lists.allow else None,
+                allow=_AllowList(allow) if allow else None,
                 deny=tuple(
-                    (re.compile(rf"(?<!\w){re.escape(e.value)}(?!\w)", re.IGNORECASE), e.entity)
-                    for e in lists.deny_entries()
+                    (re.compile(rf"(?<!\w){re.escape(value)}(?!\w)", re.IGNORECASE), entity)
+                    for value, entity in deny
+                    if value
                 ),
             )
             self._lists_cache[tenant] = cached

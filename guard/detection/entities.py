@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from bisect import bisect_left, bisect_right, insort
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from sortedcontainers import SortedDict
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Collection, Iterable
 
     from presidio_analyzer import RecognizerResult
 
@@ -48,9 +48,97 @@ class Candidate:
     validated: bool = False
 
 
+class Validation(NamedTuple):
+    """How a recognizer validates its findings, and from which score that is enough."""
+
+    check: str
+    #: The lowest score at which a finding counts as validated. 0 for a checksum or a
+    #: parse, which settle it alone; for a digit format that only rules values out (an SSN),
+    #: the score its context word gives: "536 22 1234" alone may be an address or a phone.
+    min_score: float = 0.0
+
+
+#: With a context word a score of at least this: Presidio's medium SSN (0.5) or weak ITIN
+#: (0.3) pattern plus the 0.35 a context word adds, never their bare patterns.
+_WITH_CONTEXT = 0.6
+
+#: The recognizers whose findings have passed a checksum or a strict format check, by name
+#: (``RecognizerResult.recognition_metadata``). Their findings are ``Candidate.validated``: a
+#: guess (the NER's names and places, a phone-shaped digit run, a weak pattern) can no longer
+#: cut through them or take them over. A recognizer belongs here only if it drops what fails
+#: its check; one that merely lowers the score does not.
+#: tests/detection/test_labels.py checks that each name is one the detector registers.
+VALIDATING_RECOGNIZERS: dict[str, Validation] = {
+    # at 0.5 and above: a Luhn-invalid card-shaped number (score 0.01, lifted to 0.4 by a
+    # context word) is redacted but not validated
+    "GuardCreditCardRecognizer": Validation("Luhn check digit", 0.5),
+    "GuardIbanRecognizer": Validation("ISO 13616 mod-97 check digits"),
+    "GuardIpRecognizer": Validation("parsed by ipaddress.ip_interface"),
+    "GuardMacAddressRecognizer": Validation("12 hex digits, one separator, not all-0 or all-F"),
+    "GuardEmailRecognizer": Validation("a domain with a public suffix"),
+    "GuardUrlRecognizer": Validation("a host with a known top-level domain"),
+    "GuardCryptoRecognizer": Validation("Base58Check or Bech32 checksum"),
+    "GuardZipCodeRecognizer": Validation(
+        "a UK postcode's outward and inward code, or a US ZIP after its state", 0.5
+    ),
+    "GuardUsSsnRecognizer": Validation(
+        "3-2-4 digits, no zero group, area not 000 or 666, not a sample", _WITH_CONTEXT
+    ),
+    "GuardUsItinRecognizer": Validation(
+        "area 9xx, group 50-65, 70-88, 90-92 or 94-99", _WITH_CONTEXT
+    ),
+}
+
+#: A validated finding of the first type whose exact span a recognizer of the second type
+#: also found is of the second, more specific type: every ITIN is shaped like an SSN (the
+#: SSN rules accept the 9xx area), but the SSA never issues area 9xx, so "My SSN is
+#: 912-70-1234" holds an ITIN.
+REFINEMENTS: dict[str, str] = {"US_SSN": "US_ITIN"}
+
+_NAME_KEY = "recognizer_name"  # RecognizerResult.RECOGNIZER_NAME_KEY, without the import
+
+
 def candidate_from(result: RecognizerResult, offset: int = 0) -> Candidate:
-    """The candidate for one recognizer result, its offsets shifted by ``offset``."""
-    return Candidate(offset + result.start, offset + result.end, result.entity_type, result.score)
+    """The candidate for one recognizer result, its offsets shifted by ``offset``.
+
+    It is ``validated`` when a recognizer of ``VALIDATING_RECOGNIZERS`` found it with at
+    least that recognizer's ``min_score``.
+    """
+    metadata = result.recognition_metadata
+    validation = VALIDATING_RECOGNIZERS.get(metadata.get(_NAME_KEY, "")) if metadata else None
+    validated = validation is not None and result.score >= validation.min_score
+    return Candidate(
+        offset + result.start, offset + result.end, result.entity_type, result.score, validated
+    )
+
+
+def refine(candidates: list[Candidate]) -> list[Candidate]:
+    """``candidates``, each validated one that a more specific finding matches exactly retyped.
+
+    It takes the specific type (``REFINEMENTS``) and the higher of the two scores, and stays
+    validated: the specific pattern's ranges hold inside the general one's validation.
+    """
+    specific = {
+        (c.start, c.end, c.entity_type): c.score
+        for c in candidates
+        if c.entity_type in _REFINED_TYPES
+    }
+    if not specific:
+        return candidates
+    refined = []
+    for cand in candidates:
+        target = REFINEMENTS.get(cand.entity_type) if cand.validated else None
+        score = specific.get((cand.start, cand.end, target)) if target is not None else None
+        if target is not None and score is not None:
+            refined.append(
+                Candidate(cand.start, cand.end, target, max(score, cand.score), validated=True)
+            )
+        else:
+            refined.append(cand)
+    return refined
+
+
+_REFINED_TYPES = frozenset(REFINEMENTS.values())
 
 
 #: When two findings tie on score, the more specific type wins the region.
@@ -82,7 +170,17 @@ TYPE_PRIORITY = {
 def resolve_overlaps(
     candidates: Iterable[Candidate], text: str, *, min_piece: int = 2
 ) -> list[DetectedEntity]:
-    """One label per region of text: the highest score wins, then the longer span, then type.
+    """One label per region of text: validated findings first, then by score, length, type.
+
+    A validated candidate (``Candidate.validated``: a checksum or strict format passed) is
+    placed before every guess, so that it keeps its label and its exact bounds: the NER's
+    0.85 for a "PERSON" inside an IPv6 address, or a phone reading of ``10.0.0.0/8``, no
+    longer wins the region. A validated finding that a more specific recognizer found with
+    the same bounds takes its type (``REFINEMENTS``: an SSN in the ITIN ranges is an ITIN).
+    Between validated candidates, and between guesses, the usual order: the highest score,
+    the longer span, then type.
+    Validated findings are never merged with their neighbours (two cards side by side stay
+    two cards).
 
     A losing candidate is not dropped whole: the parts of it that no winner covers are kept
     under its own label (when they still hold ``min_piece`` alphanumeric characters), so that
@@ -96,17 +194,17 @@ def resolve_overlaps(
     if min_piece < 1:
         msg = "min_piece must be at least 1"
         raise ValueError(msg)
-    kept, contested = _split_isolated(c for c in candidates if c.end > c.start)
-    ordered = sorted(
-        contested,
-        key=lambda c: (-c.score, -(c.end - c.start), -TYPE_PRIORITY.get(c.entity_type, 3), c.start),
-    )
+    kept, contested, fixed = _split_isolated(c for c in candidates if c.end > c.start)
+    contested = refine(contested)
+    ordered = sorted(contested, key=resolution_order)
     taken = _Taken(len(ordered))
     for cand in ordered:
         untouched, pieces = taken.pieces(cand.start, cand.end)
         if untouched:  # no winner overlaps it: the whole candidate, as found, untrimmed
             kept.append(DetectedEntity(cand.start, cand.end, cand.entity_type, cand.score))
             taken.add(cand.start, cand.end, pieces[0])
+            if cand.validated:
+                fixed.add((cand.start, cand.end))
             continue
         for piece in pieces:
             start, end = _trim_to_alnum(text, piece.start, piece.end)
@@ -116,30 +214,45 @@ def resolve_overlaps(
                 continue
             kept.append(DetectedEntity(start, end, cand.entity_type, cand.score))
             taken.add(start, end, piece)
-    return _merge_adjacent(sorted(kept), text)
+    return _merge_adjacent(sorted(kept), text, fixed)
+
+
+def resolution_order(cand: Candidate) -> tuple[bool, float, int, int, int]:
+    """The sort key of ``resolve_overlaps``: earlier candidates win the regions they cover."""
+    return (
+        not cand.validated,
+        -cand.score,
+        -(cand.end - cand.start),
+        -TYPE_PRIORITY.get(cand.entity_type, 3),
+        cand.start,
+    )
 
 
 def _split_isolated(
     candidates: Iterable[Candidate],
-) -> tuple[list[DetectedEntity], list[Candidate]]:
-    """Candidates that overlap no other (kept whole, as found), and the others.
+) -> tuple[list[DetectedEntity], list[Candidate], set[tuple[int, int]]]:
+    """Candidates that overlap no other (kept whole, as found), the others, validated spans.
 
     A candidate that overlaps no other is never touched by another's region and touches
     none: whatever the order, it is kept as it is. Most findings are of this kind, so the
-    interval set is built for the contested few only.
+    interval set is built for the contested few only. The third part holds the bounds of
+    the isolated validated candidates (``_merge_adjacent`` leaves them as they are).
     """
     by_start = sorted(candidates, key=lambda c: (c.start, c.end))
     isolated: list[DetectedEntity] = []
     contested: list[Candidate] = []
+    fixed: set[tuple[int, int]] = set()
     reach = -1  # the furthest end of the candidates before this one
     for index, cand in enumerate(by_start):
         following = by_start[index + 1] if index + 1 < len(by_start) else None
         if cand.start >= reach and (following is None or following.start >= cand.end):
             isolated.append(DetectedEntity(cand.start, cand.end, cand.entity_type, cand.score))
+            if cand.validated:
+                fixed.add((cand.start, cand.end))
         else:
             contested.append(cand)
         reach = max(reach, cand.end)
-    return isolated, contested
+    return isolated, contested, fixed
 
 
 #: Up to this many contested candidates, the interval set lives in plain sorted lists: their
@@ -387,21 +500,41 @@ _LONGEST_FILLER = max(len(word) for word in _FILLER_WORDS)
 _ADDRESS_PARTS = frozenset({"STREET_ADDRESS", "LOCATION", "ZIP_CODE"})
 
 
-def _merge_adjacent(entities: list[DetectedEntity], text: str) -> list[DetectedEntity]:
+def _merge_adjacent(
+    entities: list[DetectedEntity], text: str, fixed: Collection[tuple[int, int]] = ()
+) -> list[DetectedEntity]:
     """Join the parts of one address split only by spaces, line breaks or commas.
 
     "<LOCATION>, <LOCATION>" ("Abington, MA") becomes one LOCATION, and a street address next
     to a city, region or postal code one STREET_ADDRESS. Other neighbours stay apart: two
     names side by side are two people, each with a pseudonym of their own, unless only a
-    space parts them ("Rodriguez" + "Domingo" is one name).
+    space parts them ("Rodriguez" + "Domingo" is one name). Numbers are not names: two digit
+    runs of one type with a space between ("4111... 4012...") are two values, and a
+    validated finding (its bounds in ``fixed``) is exactly one value, never joined.
     """
     merged: list[DetectedEntity] = []
     for entity in entities:
         if merged:
             last = merged[-1]
             gap = text[last.end : entity.start]
+            parts = {last.entity_type, entity.entity_type} <= _ADDRESS_PARTS
+            if (
+                fixed
+                and not parts  # a validated postal code still joins its address
+                and ((last.start, last.end) in fixed or (entity.start, entity.end) in fixed)
+            ):
+                merged.append(entity)
+                continue
             same = last.entity_type == entity.entity_type and (
-                entity.entity_type in _ADDRESS_PARTS or (gap and not gap.strip(" \t"))
+                entity.entity_type in _ADDRESS_PARTS
+                or (
+                    gap
+                    and not gap.strip(" \t")
+                    and (
+                        entity.entity_type in _JOINED_BY_A_SPACE
+                        or not _digits_meet(text, last.end, entity.start)
+                    )
+                )
             )
             address = {
                 last.entity_type,
@@ -415,3 +548,13 @@ def _merge_adjacent(entities: list[DetectedEntity], text: str) -> list[DetectedE
                 continue
         merged.append(entity)
     return merged
+
+
+#: Types whose parts a space joins into one value even digit to digit: a date and its time
+#: ("2011-10-24 06:30:25") are one moment.
+_JOINED_BY_A_SPACE = frozenset({"DATE_TIME"})
+
+
+def _digits_meet(text: str, end: int, start: int) -> bool:
+    """Whether the entity ending at ``end`` ends with a digit and the next begins with one."""
+    return end > 0 and start < len(text) and text[end - 1].isdigit() and text[start].isdigit()

@@ -7,6 +7,10 @@ Scoring (the project's convention, see ../shared/data/pii/README.md):
 - "any-PII" character recall is the share of gold characters covered by any prediction,
   whatever its label: that is what decides whether a value leaks.
 
+``--by-format`` scores the generated format variants (guard.detection.variants) instead: per
+entity type and notation, the share of values whose every character is covered by predictions
+of their own type, and by any prediction.
+
 Predicted labels that the data set never annotates (a date in a set that labels no dates) are
 reported apart and left out of the micro average, since the set cannot say whether they are right.
 Guard's finer labels are mapped onto the data's coarser ones (a street address is a LOCATION).
@@ -15,6 +19,7 @@ Guard's finer labels are mapped onto the data's coarser ones (a street address i
 from __future__ import annotations
 
 import json
+import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -22,8 +27,11 @@ from typing import TYPE_CHECKING
 from guard.errors import InvalidInputError
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Sequence
+    from collections.abc import Callable, Iterable, Sequence
     from pathlib import Path
+
+    from guard.detection.entities import DetectedEntity
+    from guard.detection.variants import VariantText
 
 #: guard entity type -> the label evaluation data uses for it.
 LABEL_MAP = {
@@ -258,3 +266,164 @@ def format_table(reports: Sequence[EvalReport]) -> str:
             f"no-PII texts: {r.negative_predictions}; labels the data does not score: {unscored}"
         )
     return "\n".join(lines)
+
+
+# ------------------------------------------------------------------- recall per notation
+@dataclass
+class NotationScore:
+    """How many values of one notation were fully covered: by their own type, by any label."""
+
+    values: int = 0
+    found: int = 0
+    covered: int = 0
+
+    @property
+    def recall(self) -> float:
+        """Share of values whose every character a prediction of their own type covers."""
+        return self.found / self.values if self.values else 0.0
+
+    @property
+    def any_label_recall(self) -> float:
+        """Share of values whose every character some prediction covers, whatever its label."""
+        return self.covered / self.values if self.values else 0.0
+
+
+@dataclass
+class FormatReport:
+    """``guard eval --by-format`` for one system: scores per (entity type, notation)."""
+
+    system: str
+    per_notation: dict[tuple[str, str], NotationScore]
+    seconds: float = 0.0
+    misses: list[tuple[str, str, str, str]] = field(default_factory=list)
+
+    def per_entity(self) -> dict[str, NotationScore]:
+        """The notations of each entity type added up."""
+        totals: dict[str, NotationScore] = defaultdict(NotationScore)
+        for (entity, _), entry in self.per_notation.items():
+            total = totals[entity]
+            total.values += entry.values
+            total.found += entry.found
+            total.covered += entry.covered
+        return dict(totals)
+
+    def to_dict(self) -> dict[str, object]:
+        """A JSON-ready summary: recall per entity type and per notation."""
+        entities: dict[str, object] = {}
+        for entity, total in self.per_entity().items():
+            entities[entity] = {
+                **_notation_dict(total),
+                "notations": {
+                    notation: _notation_dict(entry)
+                    for (kind, notation), entry in self.per_notation.items()
+                    if kind == entity
+                },
+            }
+        return {"system": self.system, "seconds": round(self.seconds, 2), "entities": entities}
+
+
+def _notation_dict(entry: NotationScore) -> dict[str, float | int]:
+    return {
+        "values": entry.values,
+        "recall": round(entry.recall, 4),
+        "any_label_recall": round(entry.any_label_recall, 4),
+    }
+
+
+def same_label(predicted: str, gold: str) -> bool:
+    """Whether a predicted entity type counts as ``gold``'s under the evaluation's mapping."""
+    return predicted == gold or map_label(predicted) == map_label(gold)
+
+
+def _covers(spans: Iterable[tuple[int, int]], start: int, end: int) -> bool:
+    """Whether the union of ``spans`` covers every character of [start, end)."""
+    reach = start
+    for span_start, span_end in sorted(spans):
+        if span_start > reach:
+            break
+        reach = max(reach, span_end)
+        if reach >= end:
+            return True
+    return reach >= end
+
+
+def score_variants(
+    system: str,
+    samples: Sequence[VariantText],
+    predictions: Sequence[Iterable[tuple[int, int, str]]],
+    *,
+    seconds: float = 0.0,
+) -> FormatReport:
+    """Score (start, end, entity type) predictions on the generated variants, one per sample.
+
+    A value is *found* when predictions of its own type (or one the evaluation maps to the
+    same label) cover all of its characters, and *covered* when any predictions do: a value
+    covered but not found is redacted under the wrong label.
+    """
+    per_notation: dict[tuple[str, str], NotationScore] = {}
+    misses: list[tuple[str, str, str, str]] = []
+    for sample, predicted in zip(samples, predictions, strict=True):
+        preds = list(predicted)
+        entry = per_notation.setdefault((sample.entity_type, sample.notation), NotationScore())
+        entry.values += 1
+        typed = [(s, e) for s, e, label in preds if same_label(label, sample.entity_type)]
+        found = _covers(typed, sample.start, sample.end)
+        covered = found or _covers([(s, e) for s, e, _ in preds], sample.start, sample.end)
+        entry.found += found
+        entry.covered += covered
+        if not found:
+            misses.append(
+                (
+                    sample.entity_type,
+                    sample.notation,
+                    sample.carrier,
+                    "wrong label" if covered else "leak",
+                )
+            )
+    return FormatReport(system, per_notation, seconds, misses)
+
+
+def format_notation_table(reports: Sequence[FormatReport]) -> str:
+    """Recall per entity type and notation, one column pair per system."""
+    width = 52
+    header = f"{'entity type / notation':<{width}}{'values':>7}" + "".join(
+        f" | {r.system[:17]:^17}" for r in reports
+    )
+    sub = f"{'':<{width}}{'':>7}" + "".join(f" | {'type':>8}{'any':>8} " for _ in reports)
+    lines = [header, sub, "-" * len(sub)]
+
+    def row(name: str, entries: list[NotationScore]) -> str:
+        cells = "".join(f" | {e.recall:8.3f}{e.any_label_recall:8.3f} " for e in entries)
+        return f"{name[:width]:<{width}}{entries[0].values:>7}{cells}"
+
+    totals = [r.per_entity() for r in reports]
+    for entity in totals[0]:
+        lines.append(row(entity, [t[entity] for t in totals]))
+        for kind, notation in reports[0].per_notation:
+            if kind == entity:
+                entries = [r.per_notation[kind, notation] for r in reports]
+                marker = "" if all(e.recall == 1.0 for e in entries[:1]) else " *"
+                lines.append(row(f"  {notation}{marker}", entries))
+    lines.append("-" * len(sub))
+    for report in reports:
+        entries = list(report.per_notation.values())
+        perfect = sum(e.recall == 1.0 for e in entries)
+        values = sum(e.values for e in entries)
+        found = sum(e.found for e in entries)
+        lines.append(
+            f"{report.system}: {perfect}/{len(entries)} notations at recall 1.0; "
+            f"{found}/{values} values found under their own type ({report.seconds:.2f} s); "
+            "* marks a notation below 1.0"
+        )
+    return "\n".join(lines)
+
+
+def score_system(
+    system: str,
+    samples: Sequence[VariantText],
+    analyze: Callable[[], Iterable[Sequence[DetectedEntity]]],
+) -> FormatReport:
+    """Run ``analyze`` (the detection of every sample's text, in order) and score it, timed."""
+    started = time.perf_counter()
+    predictions = [[(e.start, e.end, e.entity_type) for e in found] for found in analyze()]
+    return score_variants(system, samples, predictions, seconds=time.perf_counter() - started)

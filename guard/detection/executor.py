@@ -20,11 +20,14 @@ process has threads), one job per worker at a time:
 
 One long text uses every idle worker: a text longer than one analysis window
 (``GUARD_ANALYSIS_WINDOW_CHARS``) has its windows split into contiguous groups, one per idle
-worker (at least one, never more groups than windows); each worker returns its group's raw
-findings, and one of them then applies the tenant's lists and resolves overlaps over the whole
-text, so the API process never holds its GIL over the findings. The budget, cancellation and
-death rules hold for the request as a whole: every worker still working on it is stopped.
-When no worker is idle, the text queues as one job, as a batch of texts always does.
+worker (at least one, never more groups than windows); each worker cuts the windows itself,
+on the text's normalised view (``guard.detection.normalize``; the API process counts the
+windows of the text as given, which the view's differ from only when normalisation removes or
+expands characters), takes its group, and returns that group's raw findings; one of them then
+applies the tenant's lists and resolves overlaps over the whole text, so the API process never
+holds its GIL over the findings. The budget, cancellation and death rules hold for the
+request as a whole: every worker still working on it is stopped. When no worker is idle, the
+text queues as one job, as a batch of texts always does.
 
 Requests that queue together are analysed together (dynamic batching, no timer): a request
 that finds a worker idle and nobody waiting goes at once, alone, so a lone request is never
@@ -671,7 +674,11 @@ class AnalysisExecutor:
         return len(again)
 
     def _windows(self, text: object) -> list[tuple[int, int]] | None:
-        """The windows of a text worth splitting between workers; None for one job."""
+        """The windows of a text worth splitting between workers; None for one job.
+
+        Cut on the text as given: their number sets how many workers share the text; each
+        worker cuts the windows of the normalised view itself (``Detector.window_spans``).
+        """
         settings = self.settings
         if not isinstance(text, str) or len(text) <= settings.analysis_window_chars:
             return None
@@ -699,9 +706,14 @@ class AnalysisExecutor:
             return (self._lead(workers[0], request) if workers else self._serve(request))[0]
         deadline = time.monotonic() + self.timeout_seconds
         gone = partial(_cancelled, cancel)
-        groups = split_windows(windows, len(workers))
+        # each worker cuts the windows of the normalised view and takes its group: the API
+        # process never normalises (a hostile text would cost it the GIL for a second)
+        parts = len(split_windows(windows, len(workers)))
         replies = self._run_jobs(
-            workers, [("candidates", text, group) for group in groups], gone, deadline
+            workers,
+            [("candidates", text, index, parts) for index in range(parts)],
+            gone,
+            deadline,
         )
         finisher = workers[0]
         for worker in workers[1:]:

@@ -24,6 +24,7 @@ from presidio_analyzer.nlp_engine import (
     NlpEngine,
     SpacyNlpEngine,
 )
+from spacy.lang.en.stop_words import STOP_WORDS
 from spacy.tokens import Span
 
 if TYPE_CHECKING:
@@ -101,6 +102,88 @@ def _cut_degenerate(text: str) -> str:
     return "".join(parts)
 
 
+#: Nouns for the part a person plays in a conversation or a service. Written before a name
+#: ("Customer Joseph", "agent Maria Lopez") they say who the person is, not what they are
+#: called; the NER often takes them into the name. Honorifics (Mr, Dr) are left alone.
+ROLE_NOUNS = frozenset(
+    """
+    customer customers client clients agent agents user users caller callers member members
+    representative rep patient patients employee employees staff manager supervisor operator
+    technician consultant advisor adviser associate specialist guest visitor buyer seller
+    vendor tenant landlord applicant subscriber cardholder
+    """.split()
+)
+
+#: A name, place, organisation or group has at least this many letters.
+MIN_LETTERS = 2
+#: A chunk of this many letters or more made of one repeated letter ("xxxx").
+MIN_REPEATED_RUN = 4
+#: A chunk of this many letters or more made of at most two distinct ones ("hahaha").
+MIN_TWO_LETTER_RUN = 6
+#: A chunk of this many letters or more without a vowel ("qwrtzpsdf"). Shorter vowelless
+#: words are acronyms ("HSBC", "KPMG") or names written without vowels in their language.
+MIN_VOWELLESS_RUN = 6
+_VOWELS = frozenset("aeiouy")
+
+
+def ner_entity(doc: Doc, start: int, end: int, label: str) -> Span | None:
+    """The NER's entity over tokens [start, end) as guard reads it, or None if it is none.
+
+    - A PERSON's leading role nouns are not part of the name ("Customer Joseph": "Joseph").
+    - A degenerate span is no entity (``degenerate``): a run of "x"s, a lone symbol.
+    - Nor is one of lower-case function words only (``function_words_only``): "me", "same".
+    """
+    if label == "PERSON":
+        while end - start > 1 and doc[start].lower_ in ROLE_NOUNS:
+            start += 1
+    span = Span(doc, start, end, label=label)
+    text = span.text
+    return None if degenerate(text) or function_words_only(text) else span
+
+
+_LETTER_RUNS = re.compile(r"[^\W\d_]+")
+
+
+def function_words_only(text: str) -> bool:
+    """Whether an NER span is, in lower case, nothing but function words ("me", "same").
+
+    A proper noun written in lower case is rarely made of pronouns and particles only; in
+    capitals ("US", "May", "Will") it may be a name, so only all-lower-case spans count. A
+    letter on its own is the tail of a contraction ("i'm").
+    """
+    if not text.islower():
+        return False
+    words = _LETTER_RUNS.findall(text)
+    return bool(words) and all(len(word) == 1 or word in STOP_WORDS for word in words)
+
+
+def degenerate(text: str) -> bool:
+    """Whether an NER span's text cannot be a name, a place, an organisation or a group.
+
+    It has fewer than two letters ("____", "€"); or a word of it is one letter repeated, two
+    letters repeated, or a long run of letters without a vowel. Letters outside ASCII count
+    as vowels: the rule must not reject names in other scripts or with diacritics.
+    """
+    letters = 0
+    for chunk in text.split():
+        lowered = chunk.casefold()
+        distinct = set(lowered)
+        alphabetic = lowered.isalpha()
+        if alphabetic and len(lowered) >= MIN_REPEATED_RUN and len(distinct) == 1:
+            return True
+        if alphabetic and len(lowered) >= MIN_TWO_LETTER_RUN and len(distinct) <= 2:  # noqa: PLR2004
+            return True
+        if (
+            alphabetic
+            and len(lowered) >= MIN_VOWELLESS_RUN
+            and lowered.isascii()
+            and not distinct & _VOWELS
+        ):
+            return True
+        letters += sum(ch.isalpha() for ch in chunk)
+    return letters < MIN_LETTERS
+
+
 class DetectionArtifacts(NlpArtifacts):
     """NlpArtifacts without lemmas and keywords, which guard's context booster does not need.
 
@@ -160,12 +243,23 @@ class GuardNlpEngine(SpacyNlpEngine):
             yield self.artifacts(doc)
 
     def artifacts(self, doc: Doc) -> NlpArtifacts:
-        """NlpArtifacts for one document, with lower-cased tokens as lemmas."""
-        entities = [
-            Span(doc, ent.start, ent.end, label=NER_TO_ENTITY[ent.label_])
-            for ent in doc.ents
-            if ent.label_ in NER_TO_ENTITY
-        ]
+        """NlpArtifacts for one document, with lower-cased tokens as lemmas.
+
+        The NER's entities are read as ``ner_entity`` reads them: role nouns trimmed off the
+        front of a name, degenerate chunks dropped. An entity that runs over a line break is
+        read as one per line: a name, a place or an organisation is written on one line, and
+        the NER's span across lines (a name, then a job title on the next line) would cut into
+        what the next line holds.
+        """
+        entities = []
+        for ent in doc.ents:
+            label = NER_TO_ENTITY.get(ent.label_)
+            if label is None:
+                continue
+            for start, end in _line_pieces(doc, ent.start, ent.end):
+                span = ner_entity(doc, start, end, label)
+                if span is not None:
+                    entities.append(span)
         return DetectionArtifacts(
             entities=entities,
             tokens=doc,
@@ -177,3 +271,21 @@ class GuardNlpEngine(SpacyNlpEngine):
     def _doc_to_nlp_artifact(self, doc: Doc, language: str) -> NlpArtifacts:
         del language
         return self.artifacts(doc)
+
+
+def _line_pieces(doc: Doc, start: int, end: int) -> list[tuple[int, int]]:
+    """The token ranges of [start, end) between tokens that hold a line break."""
+    pieces: list[tuple[int, int]] = []
+    piece_start = start
+    for index in range(start, end):
+        if "\n" in doc[index].text_with_ws:
+            if "\n" in doc[index].text:  # a whitespace token of its own: not in either piece
+                if index > piece_start:
+                    pieces.append((piece_start, index))
+                piece_start = index + 1
+            else:  # the break follows the token: it ends the piece
+                pieces.append((piece_start, index + 1))
+                piece_start = index + 1
+    if end > piece_start:
+        pieces.append((piece_start, end))
+    return pieces

@@ -4,8 +4,10 @@ The API process talks to it over a pipe (see ``guard.detection.executor``). Mess
 
 - from the API: ``None`` to stop, or one of three jobs:
   ``("analyze", texts, tenant)``: a request's texts, analysed whole;
-  ``("candidates", text, windows)``: the raw findings of a contiguous group of a long text's
-  windows (one part of a text split between workers);
+  ``("candidates", text, index, parts)``: the raw findings of the ``index``-th of ``parts``
+  contiguous groups of a long text's windows (one part of a text split between workers);
+  the worker cuts the windows itself, on the text's normalised view, which the API process
+  never computes (see ``guard.detection.normalize``);
   ``("finish", text, parts, tenant)``: the tenant's lists and overlap resolution over all the
   parts' findings;
 - to the API: ``("ready", model_has_ner)`` once at start, then one reply per job:
@@ -30,6 +32,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from guard.detection.entities import Candidate
+from guard.detection.windows import split_windows
 from guard.errors import GuardError
 
 if TYPE_CHECKING:
@@ -109,8 +112,10 @@ def _answer(detector: Detector, job: tuple[Any, ...]) -> object:
             for entities in detector.analyze_batch(texts, tenant=tenant)
         ]
     if kind == "candidates":
-        _, text, windows = job
-        found = detector.candidates(text, windows)
+        _, text, index, parts = job
+        groups = split_windows(detector.window_spans(text), parts)
+        # the view can have fewer windows than the text had: a part beyond them has none
+        found = detector.candidates(text, groups[index]) if index < len(groups) else []
         return pickle.dumps(
             [(c.start, c.end, c.entity_type, c.score, c.validated) for c in found],
             protocol=pickle.HIGHEST_PROTOCOL,

@@ -53,7 +53,7 @@ MAX_NAME_CHARS = 100
 #: Entity type -> (plain words, group), in the order categories are listed in notices.
 ENTITY_CATEGORIES: dict[str, tuple[str, str]] = {
     "PERSON": ("names", "contact"),
-    "TITLE": ("titles (such as Mr or Dr)", "contact"),
+    "TITLE": ("job titles", "contact"),
     "EMAIL_ADDRESS": ("email addresses", "contact"),
     "PHONE_NUMBER": ("phone numbers", "contact"),
     "STREET_ADDRESS": ("postal addresses", "contact"),
@@ -73,6 +73,7 @@ ENTITY_CATEGORIES: dict[str, tuple[str, str]] = {
     "US_BANK_NUMBER": ("bank account numbers", "financial"),
     "CRYPTO": ("cryptocurrency wallet addresses", "financial"),
     "DATE_TIME": ("dates, such as dates of birth", "identity"),
+    "AGE": ("ages", "identity"),
     "US_SSN": ("Social Security numbers", "identity"),
     "US_ITIN": ("taxpayer identification numbers", "identity"),
     "US_PASSPORT": ("passport numbers", "identity"),

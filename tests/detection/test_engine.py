@@ -105,6 +105,12 @@ def test_when_sockets_are_blocked_then_detection_still_works(
                     "\n",
                     " Apt. 5\n",
                     "password: x1y2z3",
+                    # disguised: the view differs from the text, offsets are mapped back
+                    "\uff4a\uff4f\uff45\uff20\uff45\uff58.com",
+                    "4111\u00a01111\u200b1111 1111",
+                    "o\ufb03ce@ex.com",
+                    "Jose\u0301\u200b",
+                    "\u200b\u00ad",
                 ]
             ),
         ),

@@ -18,6 +18,7 @@ from guard.detection.entities import (
     DetectedEntity,
     _merge_adjacent,
     _trim_to_alnum,
+    refine,
     resolve_overlaps,
 )
 
@@ -35,12 +36,20 @@ def reference_resolve(
     candidates: Iterable[Candidate], text: str, *, min_piece: int = 2
 ) -> list[DetectedEntity]:
     """The quadratic resolution the sweep replaced."""
+    # since the labels rule: validated candidates first (refined to their specific type)
     ordered = sorted(
-        (c for c in candidates if c.end > c.start),
-        key=lambda c: (-c.score, -(c.end - c.start), -TYPE_PRIORITY.get(c.entity_type, 3), c.start),
+        refine([c for c in candidates if c.end > c.start]),
+        key=lambda c: (
+            not c.validated,
+            -c.score,
+            -(c.end - c.start),
+            -TYPE_PRIORITY.get(c.entity_type, 3),
+            c.start,
+        ),
     )
     taken: list[tuple[int, int]] = []
     kept: list[DetectedEntity] = []
+    fixed: set[tuple[int, int]] = set()
     for cand in ordered:
         for p_start, p_end in _reference_uncovered(cand.start, cand.end, taken):
             start, end = p_start, p_end
@@ -49,9 +58,11 @@ def reference_resolve(
                 piece = text[start:end]
                 if sum(ch.isalnum() for ch in piece) < min_piece or piece.lower() in _FILLER_WORDS:
                     continue
+            elif cand.validated:
+                fixed.add((start, end))
             kept.append(DetectedEntity(start, end, cand.entity_type, cand.score))
             taken.append((start, end))
-    return _merge_adjacent(sorted(kept), text)
+    return _merge_adjacent(sorted(kept), text, fixed)
 
 
 def _reference_uncovered(
@@ -79,7 +90,17 @@ def _reference_uncovered(
 #: Words and separators that exercise every branch: fillers, one-letter words, punctuation
 #: (trimmed off), digits, line breaks and commas (address parts join across them).
 _WORDS = ["and", "of", "a", "x", "Ann", "12", "Main", "St", "ß", ",", ".", "-", "\n", "  "]
-_TYPES = ["PERSON", "LOCATION", "STREET_ADDRESS", "ZIP_CODE", "CREDIT_CARD", "NRP", "CUSTOM"]
+_TYPES = [
+    "PERSON",
+    "LOCATION",
+    "STREET_ADDRESS",
+    "ZIP_CODE",
+    "CREDIT_CARD",
+    "NRP",
+    "CUSTOM",
+    "US_SSN",
+    "US_ITIN",
+]
 
 
 @st.composite
@@ -94,11 +115,15 @@ def candidate_sets(draw: st.DrawFn) -> tuple[str, list[Candidate], int]:
                 st.integers(0, bound),
                 st.sampled_from(_TYPES),
                 st.sampled_from([0.4, 0.5, 0.85, 0.85, 1.0]),  # ties on purpose
+                st.booleans(),
             ),
             max_size=25,
         )
     )
-    candidates = [Candidate(min(a, b), max(a, b), kind, score) for a, b, kind, score in spans]
+    candidates = [
+        Candidate(min(a, b), max(a, b), kind, score, validated)
+        for a, b, kind, score, validated in spans
+    ]
     return text, candidates, draw(st.sampled_from([1, 2, 2, 3]))
 
 

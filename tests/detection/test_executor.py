@@ -452,6 +452,24 @@ def test_when_the_entity_across_the_cut_is_allow_listed_then_the_pool_drops_it_t
     assert any(e.start < value + len("Acme Corp") and value < e.end for e in unlisted)
 
 
+def test_when_a_split_text_is_disguised_then_workers_cut_the_view_and_results_match(
+    analysis: AnalysisExecutor, detector: Detector, settings: Settings
+) -> None:
+    # zero-width spaces after every character of prose: the text is cut into several windows
+    # in the API process, its normalised view (a third as long) into fewer, or one, in the
+    # workers; the parts beyond the view's windows find nothing, and the result is the same
+    size = settings.analysis_window_chars
+    for length in (size // 2, 2 * size):
+        prose = (PROSE * (length // len(PROSE) + 1))[:length]
+        text = "".join(char + "\u200b\u200b" for char in prose)
+        expected = detector.analyze(text, tenant="acme")
+        assert expected, "the sample must contain PII for the comparison to mean anything"
+        wait_until(settled(analysis), "the shared pool is idle")
+        before = analysis.status()
+        assert analysis.analyze(text, tenant="acme") == expected
+        assert analysis.status().split_parts == before.split_parts + 2
+
+
 def test_when_a_short_text_or_a_batch_is_analysed_then_it_is_not_split(
     analysis: AnalysisExecutor, settings: Settings
 ) -> None:

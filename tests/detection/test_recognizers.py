@@ -75,6 +75,23 @@ HITS = [
     ("ssn 284-89-3485", "284-89-3485", "US_SSN"),
     ("from 192.168.0.12", "192.168.0.12", "IP_ADDRESS"),
     ("keep getting address 86.231.85.193 blocked", "86.231.85.193", "IP_ADDRESS"),
+    # notations the pre-checks used to skip or the patterns cut short (issue 15)
+    ("it answers on ::1 only", "::1", "IP_ADDRESS"),
+    ("the router is fe80::1%eth0 now", "fe80::1%eth0", "IP_ADDRESS"),
+    ("the switch port 0012.3456.789a flaps", "0012.3456.789a", "MAC_ADDRESS"),
+    ("it was shipped on 21-May and lost", "21-May", "DATE_TIME"),
+    ("started 05/2021 and left", "05/2021", "DATE_TIME"),
+    ("see https://example.com:8443/login today", "https://example.com:8443/login", "URL"),
+    ("open https://example.com?ref=mail later", "https://example.com?ref=mail", "URL"),
+    ("pay to CH86 3412 9BAB CGBR RXRI Y", "CH86 3412 9BAB CGBR RXRI Y", "IBAN_CODE"),
+    ("please confirm ((201) 555-0123) first", "(201) 555-0123", "PHONE_NUMBER"),
+    ("my ssn is 123 45 6789", "123 45 6789", "US_SSN"),
+    ("itin 912-70-1234 on the form", "912-70-1234", "US_ITIN"),
+    # a sample or never-issued SSN, introduced as one: redacted all the same
+    ("my social security number is 078-05-1120", "078-05-1120", "US_SSN"),
+    ("SSN: 123-45-6789", "123-45-6789", "US_SSN"),
+    ("ssn 000-12-3456 on file", "000-12-3456", "US_SSN"),
+    ("my IBAN is GB82WEST12345698765433", "GB82WEST12345698765433", "IBAN_CODE"),
     # organisation-specific identifiers from policies/recognizers.yaml
     ("Order ID: 0598261718", "0598261718", "ORDER_ID"),
     ("Account ID: Z9YPVZDFVY", "Z9YPVZDFVY", "ACCOUNT_ID"),
@@ -119,6 +136,13 @@ def test_when_pii_is_present_then_it_is_found_with_its_type(
 NEAR_MISSES = [
     # a Luhn-invalid 16-digit run is not a card
     ("ref 4929-3813-3266-4296", "CREDIT_CARD"),
+    # a sample or never-issued SSN without a word that introduces it is not reported
+    ("reference 078-05-1120 in the manual", "US_SSN"),
+    ("the example 123-45-6789 shows the format", "US_SSN"),
+    # an IBAN-shaped run with wrong check digits, not introduced as an IBAN
+    ("ref GB82WEST12345698765433 ok", "IBAN_CODE"),
+    # a zero-padded month over a year is a date; a fraction is not
+    ("she ate 1/2000 of it", "DATE_TIME"),
     # a bare ten-digit order id is an order id, not a phone
     ("my order id is 0929208660", "PHONE_NUMBER"),
     # dates and times are not phones

@@ -266,6 +266,33 @@ def test_when_a_text_is_analysed_in_parts_then_the_result_equals_analyze(
     assert windowed.finish(text, found) == windowed.analyze(text)
 
 
+def _disguised(text: str) -> str:
+    """``text`` as an evader writes it: zero-width spaces between characters, no-break spaces
+    for spaces, and a ligature: the normalised view is shorter than the text, with other
+    windows, and its offsets are not the text's."""
+    return "".join(
+        "\u00a0" if char == " " else char + "\u200b" if index % 3 == 0 else char
+        for index, char in enumerate(text.replace("fi", "\ufb01"))
+    )
+
+
+@pytest.mark.parametrize("parts", [1, 3])
+def test_when_a_disguised_text_is_analysed_in_parts_then_the_result_equals_analyze(
+    windowed: Detector, detector: Detector, parts: int
+) -> None:
+    text = _disguised(_long_text())
+    windows = windowed.window_spans(text)
+    assert len(windows) > 3
+    assert windows[-1][1] < len(text)  # the windows are the view's
+    found = [c for group in split_windows(windows, parts) for c in windowed.candidates(text, group)]
+    entities = windowed.finish(text, found, tenant="acme")
+    assert entities == windowed.analyze(text, tenant="acme")
+    # and the windowed analysis covers what the whole one finds
+    covered = {i for e in entities for i in range(e.start, e.end)}
+    for entity in detector.analyze(text, tenant="acme"):
+        assert all(i in covered for i in range(entity.start, entity.end) if text[i] != "\u200b")
+
+
 def test_when_windows_lie_outside_the_text_then_candidates_are_refused(windowed: Detector) -> None:
     with pytest.raises(InvalidInputError, match="windows must lie inside the text"):
         windowed.candidates("short text", [(0, 500)])

@@ -23,11 +23,14 @@ from spacy.lang.en.stop_words import STOP_WORDS
 from guard.detection.recognizers.base import (
     Finding,
     GuardRecognizer,
+    all_of,
     alternation,
     contains_any,
+    digit_count,
     digit_count_at_least,
     has_upper,
     prefix_tree,
+    searches,
     searches_folded,
 )
 
@@ -121,6 +124,13 @@ _LOCATED_PLACE = re.compile(
     re.VERBOSE,
 )
 _UNIT_ALONE = re.compile(rf"\b{_UNIT}\b", re.IGNORECASE)
+#: A numbered street line of any naming ("780 Lynnway", "250 Rt 59") followed by its city, a
+#: US state and a postal code: the region and postal code make it an address whatever the
+#: street is called.
+_NUMBERED_LINE_WITH_REGION = re.compile(
+    rf"\b\d{{1,6}}[A-Za-z]?(?:[ \t]+(?:[A-Z][\w'’.\-]*|\d{{1,5}}[A-Za-z]?)){{1,5}},[ \t]*"
+    rf"(?:[A-Z][\w'’.\-]*[ \t]+){{0,3}}[A-Z][\w'’.\-]*,?[ \t]+(?:{_US_STATES})[ \t]+{_POSTAL}\b"
+)
 _PO_BOX = re.compile(
     r"""\b(?:p\.?\s?o\.?\s*box|post\s+office\s+box|(?:psc|unit|cmr)\s+\d{3,5},?\s*box)\s+\d{1,6}\b
       |\b(?:apo|fpo|dpo)\s+(?:aa|ae|ap)\s+\d{5}\b
@@ -219,7 +229,7 @@ class StreetAddressRecognizer(GuardRecognizer):
             entity="STREET_ADDRESS",
             name="GuardStreetAddressRecognizer",
             context=("address", "street", "live", "lives", "ship", "deliver", "mail", "moved"),
-            precheck=digit_count_at_least(1),
+            precheck=_may_hold_an_address,
         )
 
     def find(self, text: str) -> Iterable[Finding]:
@@ -231,11 +241,26 @@ class StreetAddressRecognizer(GuardRecognizer):
         breaks = _LineBreaks(text) if base else None
         for start, end, _ in base:
             block = _extend_block(text, start, end, breaks)
-            if block != (start, end):
+            if block != (start, end) or _ends_in_city_and_region(text, start, end):
                 yield block[0], block[1], self.BLOCK_SCORE
 
     #: Above the NER's 0.85: inside an anchored address block, a "name" is a street's name.
     BLOCK_SCORE = 0.9
+
+
+#: ", Abington MA 2351" at the end of an address: a street line that runs on to its city and
+#: region (and postal code) is an address block on one line.
+_CITY_AND_REGION_END = re.compile(
+    rf",[ \t]*(?:[A-Z][\w'’.\-]*[ \t]+){{0,3}}[A-Z][\w'’.\-]*,?[ \t]+"
+    rf"(?:{_US_STATES}|[A-Z]{{2}})\b(?:[ \t]+{_POSTAL})?$"
+)
+#: Longest city-and-region tail read (a few words, a code, a postal code).
+_CITY_TAIL_CHARS = 96
+
+
+def _ends_in_city_and_region(text: str, start: int, end: int) -> bool:
+    """Whether the span [start, end) ends with ", City ST [postal]" (its last few words only)."""
+    return _CITY_AND_REGION_END.search(text, max(start, end - _CITY_TAIL_CHARS), end) is not None
 
 
 _POSTAL_IN_LINE = re.compile(rf"(?:\b{_POSTAL}|\b\d{{4,6}})\b")
@@ -255,6 +280,7 @@ PATTERN_GATES: dict[re.Pattern[str], Callable[[str], bool]] = {
     _STREET_TYPE_FIRST: searches_folded(alternation(_LEADING_TYPES) + r"\.?\s"),
     _COMPOUND_STREET: searches_folded(alternation(_STREET_ENDINGS) + r"\.?\s+\d"),
     _PO_BOX: contains_any("box", "po"),
+    _NUMBERED_LINE_WITH_REGION: searches(rf"\b(?:{_US_STATES})[ \t]+\d"),
     _UNIT_ALONE: contains_any(*_UNIT_WORDS),
     _CORNER: contains_any("corner"),
     _LABELED_LINE: contains_any(":"),
@@ -292,6 +318,24 @@ def _gate_open(pattern: re.Pattern[str], text: str) -> bool:
     return gate is None or gate(text)
 
 
+#: What the patterns that match without a digit need: "the corner of Main and Elm", a
+#: labelled line ("Address: Elm Street"), a ship's name above its FPO line ("USS Nimitz").
+_DIGITLESS_GATES = (
+    contains_any("corner"),
+    searches_folded(r"(?:where|address|location|venue|home)[ \t]*:"),
+    all_of(contains_any("us"), contains_any("po")),
+)
+
+
+def _may_hold_an_address(text: str) -> bool:
+    """The street recognizer's pre-check: a digit, or what a digitless pattern needs.
+
+    A digit alone skipped every address written without a house number (issue 15: a
+    pre-check must never be stricter than its recognizer, tests/detection/test_prechecks.py).
+    """
+    return digit_count(text) > 0 or any(gate(text) for gate in _DIGITLESS_GATES)
+
+
 def _pattern_spans(text: str) -> list[Finding]:
     """Spans of the street, unit, PO box, corner, labelled-line and introduced patterns."""
     base: list[Finding] = []
@@ -300,6 +344,7 @@ def _pattern_spans(text: str) -> list[Finding]:
         (_STREET_TYPE_FIRST, 0.6),
         (_COMPOUND_STREET, 0.6),
         (_PO_BOX, 0.7),
+        (_NUMBERED_LINE_WITH_REGION, 0.7),
         (_UNIT_ALONE, 0.5),
     ):
         if not _gate_open(pattern, text):
@@ -345,8 +390,13 @@ def place_spans(text: str) -> list[Finding]:
     if not _gate_open(_LOCATED_PLACE, text):
         return found
     lower_text = not has_upper(text)
-    for match in _LOCATED_PLACE.finditer(text):
+    position = 0
+    while (match := _LOCATED_PLACE.search(text, position)) is not None:
         start = match.start("value")
+        # the next search starts at the value, not after it: words read as a value here and
+        # refused ("a 50 year old man who grew up in Lund") may hold the next cue; each
+        # position is read a bounded number of times (a value is at most five words)
+        position = max(start, match.start() + 1)
         end = start
         for word in re.finditer(r"\S+", match.group("value")):
             bare = word.group().rstrip(",.;:!?")
@@ -361,6 +411,7 @@ def place_spans(text: str) -> list[Finding]:
             end -= len(value.pop()) + 1
         if end - start >= 3 and text[start].isalpha():  # noqa: PLR2004
             found.append((start, end, 0.6))
+            position = max(position, end)
     return found
 
 
@@ -637,6 +688,8 @@ class ZipCodeRecognizer(GuardRecognizer):
             group = "value" if match.group("value") else "uk"
             yield *match.span(group), 0.7
         for match in _STATE_ZIP.finditer(text):
-            yield *match.span("value"), 0.6
+            # a state code then five digits is the last line of a USPS address: as sure as
+            # a ZIP introduced by "zip code"
+            yield *match.span("value"), 0.7
         for match in _UK_POSTCODE.finditer(text):
             yield *match.span(), 0.5

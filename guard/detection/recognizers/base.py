@@ -32,6 +32,13 @@ if TYPE_CHECKING:
 #: (start, end, score) of one finding, before it becomes a RecognizerResult.
 Finding = tuple[int, int, float]
 
+#: The score of a value in an identifier's shape that the identifier's validity check rejects
+#: (a sample SSN, a card number with a wrong check digit): under any threshold on its own, and
+#: lifted to exactly the threshold (0.4, ``guard.detection.context``) by a context word before
+#: it. Introduced as an SSN or a card number, a value is redacted whatever its check digits
+#: say, since a typo in a real number is still that person's number; alone, it is not reported.
+CONTEXT_ONLY_SCORE = 0.01
+
 
 _DIGIT = re.compile(r"\d")
 
@@ -232,6 +239,30 @@ class GuardRecognizer(LocalRecognizer):
         )
 
 
+def unchecked(
+    recognizer: EntityRecognizer,
+) -> tuple[Callable[[str], bool], Callable[[str], int]] | None:
+    """A recognizer's pre-check and a count of its findings with the pre-check bypassed.
+
+    None for a recognizer without a pre-check. Guard's recognizers keep theirs in
+    ``precheck`` and find with ``find``; the Presidio ones wrapped by
+    ``guard.detection.recognizers.presidio`` keep theirs in ``precheck`` and their own
+    ``analyze`` in ``unchecked_analyze``. The pre-check invariant (a pre-check never says
+    "skip" where the recognizer would find something) is tested through this.
+    """
+    precheck: Callable[[str], bool] | None = getattr(recognizer, "precheck", None)
+    if precheck is None:
+        return None
+    if isinstance(recognizer, GuardRecognizer):
+        find = recognizer.find
+        return precheck, lambda text: sum(1 for _ in find(text))
+    # set by guard.detection.recognizers.presidio's wrapper, per instance
+    analyze: Callable[[str, list[str]], list[RecognizerResult]]
+    analyze = recognizer.unchecked_analyze  # type: ignore[attr-defined]
+    entities = list(recognizer.supported_entities)
+    return precheck, lambda text: len(analyze(text, entities))
+
+
 class RegexRecognizer(GuardRecognizer):
     """Findings are a regex's matches (or one named group of them) with a fixed score."""
 
@@ -298,6 +329,9 @@ class FailClosedPatternRecognizer(PatternRecognizer):
     """
 
     regex_timeout_seconds: float = REGEX_TIMEOUT_SECONDS
+    #: The score of a match its validity checks reject; None drops it, as Presidio does.
+    #: ``CONTEXT_ONLY_SCORE`` keeps it for a context word to lift (identifiers with check rules).
+    invalid_score: float | None = None
     # Presidio assigns these in __init__ without annotations
     name: str
     patterns: list[Pattern]
@@ -355,6 +389,8 @@ class FailClosedPatternRecognizer(PatternRecognizer):
                 score = EntityRecognizer.MAX_SCORE if validation else EntityRecognizer.MIN_SCORE
             if self.invalidate_result(value):
                 score = EntityRecognizer.MIN_SCORE
+            if score == EntityRecognizer.MIN_SCORE and self.invalid_score is not None:
+                score = min(pattern.score, self.invalid_score)
             explanation.score = score
             reading = readings[id(pattern), value] = (score, explanation, self._metadata())
         score, explanation, metadata = reading

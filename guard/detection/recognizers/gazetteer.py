@@ -14,6 +14,7 @@ from functools import cache, lru_cache
 from importlib import resources
 from typing import TYPE_CHECKING
 
+import regex
 from spacy.lang.en.stop_words import STOP_WORDS
 
 from guard.detection.recognizers.base import Finding, GuardRecognizer, has_upper
@@ -39,10 +40,12 @@ COMMON_WORD_NAMES = frozenset(
     """.replace("?", "").split()
 )
 
-_WORD = re.compile(r"[A-Za-zÀ-ÖØ-öø-ÿ][A-Za-zÀ-ÖØ-öø-ÿ'’\-]*")
+#: A word in any alphabet ("Červenková", "Łukasz", "O'Brien"): a letter, then letters,
+#: apostrophes and hyphens, read possessively.
+_WORD = re.compile(r"[^\W\d_](?:[^\W\d_]|['’\-])*+")
 _PARTICLES = frozenset("van von der den de da di du la le del della dos das bin ibn al el".split())
 #: Words that follow a first name without being a surname.
-_NOT_SURNAMES = frozenset(STOP_WORDS) | frozenset(
+NOT_SURNAMES = frozenset(STOP_WORDS) | frozenset(
     """
     said says asked told wrote called thanks thank please hi hello dear and or but version
     account accounts concert fan fans novel book song songs album band team office store
@@ -63,11 +66,29 @@ def first_names() -> frozenset[str]:
     return frozenset(n for n in found if len(n) > 2 and n not in STOP_WORDS) - COMMON_WORD_NAMES  # noqa: PLR2004
 
 
+#: How far down the census surname list (by frequency) a word counts as a surname: the rare
+#: end of the list holds common words that are also someone's name ("Arts" ranks 32,459th,
+#: "Crafts" 18,750th, "Bath" 17,052nd; "Decker" 637th, "Wesson" 5,139th).
+SURNAME_MAX_RANK = 15_000
+
+
+@cache
+def surnames() -> frozenset[str]:
+    """Lower-cased US Census 1990 surnames (the ``names`` package) up to ``SURNAME_MAX_RANK``."""
+    found: set[str] = set()
+    text = (resources.files("names") / "dist.all.last").read_text(encoding="ascii")
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) == 4 and int(fields[3]) <= SURNAME_MAX_RANK:  # noqa: PLR2004 - name, %, cum. %, rank
+            found.add(fields[0].lower())
+    return frozenset(found - STOP_WORDS)
+
+
 @lru_cache(maxsize=4096)
 def _surname_like(word: str, first_is_title: bool) -> bool:
     # cached: a name list repeats its words ("Ann Ann Ann ...": three checks per word)
     bare = word.partition("'")[0].partition("’")[0]
-    if len(bare) < 2 or bare.lower() in _NOT_SURNAMES:  # noqa: PLR2004
+    if len(bare) < 2 or bare.lower() in NOT_SURNAMES:  # noqa: PLR2004
         return False
     if first_is_title:
         return bare[0].isupper()
@@ -126,8 +147,14 @@ class FirstNameRecognizer(GuardRecognizer):
             if known < 2 or known * 2 < items:  # noqa: PLR2004 - half names: a list of names
                 continue
             for item in _WORD.finditer(text, start, end):
-                if item.group().lower() not in _NOT_SURNAMES:  # "and" is one of them
-                    yield item.start(), item.end(), self.LIST_SCORE
+                lowered = item.group().lower()
+                if lowered in NOT_SURNAMES:  # "and" is one of them
+                    continue
+                # "Surprisingly, John, Shaun and Ron": an adverb opens the sentence; names
+                # ending in "-ly" (Emily, Kelly) are in the gazetteer
+                if lowered.endswith("ly") and lowered not in self.names:
+                    continue
+                yield item.start(), item.end(), self.LIST_SCORE
 
     @staticmethod
     def _surname_end(text: str, first: re.Match[str], titled: bool) -> int | None:
@@ -154,9 +181,10 @@ class FirstNameRecognizer(GuardRecognizer):
 
 #: A list item is a word of at most 41 letters, read possessively: unbounded, every word
 #: boundary of a long hyphenated run ("a-a-a-...") started a scan to its end (quadratic).
-_ITEM = r"[A-Za-zÀ-ÖØ-öø-ÿ][a-zß-öø-ÿ'’\-]{1,40}+"
+_ITEM = r"\p{L}[\p{Ll}'’\-]{1,40}+"
 #: "Rasmus, Jeremy, Jacqueline and Sara": three or more single words in a comma list.
-_LIST = re.compile(rf"\b{_ITEM}(?:,[ \t]+{_ITEM}){{2,}}(?:,?[ \t]+and[ \t]+{_ITEM})?")
+#: (``regex``, for its classes of letters and lower-case letters in every alphabet.)
+_LIST = regex.compile(rf"\b{_ITEM}(?:,[ \t]+(?!and\b){_ITEM}){{2,}}(?:,?[ \t]+and[ \t]+{_ITEM})?")
 
 
 def _next_word(text: str, position: int) -> re.Match[str] | None:

@@ -19,6 +19,8 @@ from guard.detection.recognizers.base import (
     contains_any,
     has_upper,
 )
+from guard.detection.recognizers.gazetteer import NOT_SURNAMES
+from guard.detection.recognizers.organizations import job_head
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
@@ -36,8 +38,11 @@ _NOT_NAMES = frozenset(STOP_WORDS) | frozenset(
     """.split()
 )
 
-_NAME_WORD = r"[A-Za-zÀ-ÖØ-öø-ÿ][A-Za-zÀ-ÖØ-öø-ÿ'’\-]+"
-_CAP_WORD = r"[A-ZÀ-ÖØ-Þ][a-zß-öø-ÿ'’\-]+"
+_NAME_WORD = r"[^\W\d_](?:[^\W\d_]|['’\-])++"
+#: A name word in any alphabet ("Łukasz", "Núñez-García", "O'Neill"): a letter, then letters,
+#: apostrophes and hyphens, read possessively. Whether it is capitalised is checked on the
+#: match (the patterns are case-insensitive, and ``re`` has no class of upper-case letters).
+_CAP_WORD = r"[^\W\d_](?:[^\W\d_]|['’\-])++"
 
 _INTRODUCED = re.compile(
     rf"""\b(?:my\s+name\s+is|my\s+name's|name\s*[:=]|name\s+is|i\s+am\s+called|call\s+me
@@ -55,10 +60,35 @@ _ADDRESSED = re.compile(
     re.VERBOSE | re.IGNORECASE,
 )
 
+#: Honorifics before a surname, in English and the languages of Western Europe: Mr, Mrs, Ms,
+#: Mx, Dr, Prof; Herr, Frau (de); Sr, Sra, Srta, Doña (es, pt); M., Mme, Mlle (fr); Sig.,
+#: Sig.ra (it). "M" counts only as "M." in capitals: a lone "m" is a unit. "Don" is left out:
+#: in chat it is mostly "don't" without its apostrophe.
+_HONORIFIC = (
+    r"(?:mrs|mr|ms|miss|mx|dr|prof|sir|madam|mister|herr|frau|sra|srta|sr|doña"
+    r"|mme|mlle|sig(?:\.ra|ra)?|(?-i:M)(?=\.))"
+)
+#: What every honorific contains, in folded text (the gate of ``_TITLED``).
+_HONORIFIC_KEYS = (
+    "mr", "ms", "miss", "mx", "dr", "prof", "sir", "madam", "mister", "herr", "frau", "sr",
+    "doña", "mme", "mlle", "sig", "m.",
+)  # fmt: skip
 _TITLED = re.compile(
-    rf"""\b(?:mr|mrs|ms|miss|mx|dr|prof|sir|madam|mister)\.?[ \t]+
-         (?P<name>{_CAP_WORD}(?:[ \t]+(?:{_CAP_WORD}|van|von|de|der|den|da|di|du|la|le)){{0,3}})""",
+    rf"""\b(?P<honorific>{_HONORIFIC})\.?(?:[ \t]+{_HONORIFIC}\.?){{0,2}}[ \t]+
+         (?P<name>{_CAP_WORD}(?:[ \t]+{_CAP_WORD}){{0,3}})""",
     re.VERBOSE | re.IGNORECASE,
+)
+#: Lower-case words inside a surname ("Mr. van der Berg", "Sra. de la Fuente").
+_SURNAME_PARTICLES = frozenset(
+    "van von der den de da di du la le del della dos das do ter ten op bin ibn al el y".split()
+)
+#: Where a name after an honorific ends, in an address block: the secondary unit designators
+#: of USPS Publication 28 (appendix C2) and their spelled-out forms ("Mrs. Diana Weöres Apt.
+#: 434"), and the street suffixes that follow a name in "Dr. King Blvd".
+_ADDRESS_WORDS = frozenset(
+    """apt apartment bsmt basement bldg building dept department fl floor frnt front hngr hangar
+    key lbby lobby lot lowr lower ofc office ph penthouse pier rear rm room side slip spc space
+    stop ste suite trlr trailer unit uppr upper box po blvd ave avenue st street rd road""".split()
 )
 
 #: A whole message that is only a name, as a reply to "may I have your name?".
@@ -88,11 +118,40 @@ _GREETINGS = (
 #: pattern whose keywords are all absent is not run (on hostile text each one tries a match at
 #: every word boundary).
 PATTERN_GATES: dict[re.Pattern[str], Callable[[str], bool]] = {
-    _TITLED: contains_any("mr", "ms", "miss", "mx", "dr", "prof", "sir", "madam", "mister"),
+    _TITLED: contains_any(*_HONORIFIC_KEYS),
     _INTRODUCED: contains_any("name", "call", "under", "holder"),
     _ADDRESSED: contains_any(*_GREETINGS),
     _SPEAKER: all_of(contains_any(":"), contains_any('"', "“")),
 }
+
+
+def _titled_name_end(text: str, match: re.Match[str], lower_text: bool) -> int | None:
+    """Where the surname after an honorific ends; None when no name follows it.
+
+    Capitalised words in any alphabet ("Mr. Pavlović", "Sra. Núñez-García", "Dr. McDonald")
+    with lower-case particles between them ("Mr. van der Berg"); in text wholly in lower case,
+    any words that are not common ones. The name stops at a common word and, after its first
+    word, at an address word ("Mrs. Diana Weöres Apt. 434"). "Sr." is also "Senior": before a
+    job title ("Sr. Software Engineer") it is not an honorific.
+    """
+    end = None  # a particle counts only before a capitalised word: ``end`` stays before it
+    for word in re.finditer(r"\S+", match.group("name")):
+        bare = word.group()
+        low = bare.lower()
+        if low in _SURNAME_PARTICLES and (bare.islower() or lower_text):
+            continue
+        capitalised = bare[0].isupper() or (lower_text and low not in NOT_SURNAMES)
+        if not capitalised or re.split(r"['’]", low)[0] in _NOT_NAMES:
+            break
+        if end is not None and low in _ADDRESS_WORDS:  # "Mr. Key" is a name, "Key" alone
+            break
+        end = match.start("name") + word.end()
+    if end is None:
+        return None
+    honorific = match.group("honorific").lower()
+    if honorific == "sr" and any(job_head(w) for w in text[match.start("name") : end].split()):
+        return None
+    return end
 
 
 def _trim_name(text: str, start: int, end: int) -> tuple[int, int] | None:
@@ -120,18 +179,29 @@ class ChatNameRecognizer(GuardRecognizer):
     def __init__(self) -> None:
         super().__init__(entity="PERSON", name="GuardChatNameRecognizer")
 
+    def _titled(self, text: str, lower_text: bool) -> Iterable[Finding]:
+        """Surnames after honorifics, in order.
+
+        Where no name follows an honorific the search resumes right after it, so that
+        "Mr. and Mrs. Smith" still finds "Mrs. Smith".
+        """
+        if not PATTERN_GATES[_TITLED](text):
+            return
+        position = 0
+        while (match := _TITLED.search(text, position)) is not None:
+            end = _titled_name_end(text, match, lower_text)
+            if end is None:
+                position = match.end("honorific")
+                continue
+            # the honorific goes with the name: "Mrs." tells the gender, "Dr." often the job,
+            # and data sets label it as part of the name or as a PREFIX of its own
+            yield match.start(), end, self.TITLED_SCORE
+            position = end
+
     def find(self, text: str) -> Iterable[Finding]:
         """Names after introducing phrases, greetings and titles."""
         lower_text = not has_upper(text)
-        titled = _TITLED.finditer(text) if PATTERN_GATES[_TITLED](text) else ()
-        for match in titled:
-            start, end = match.span("name")
-            if not text[start].isupper() and not lower_text:
-                continue
-            trimmed = _trim_name(text, start, end)
-            if trimmed is not None:
-                # the honorific goes with the name: "Mrs." says as much as a first name
-                yield match.start(), trimmed[1], self.TITLED_SCORE
+        yield from self._titled(text, lower_text)
         for pattern, score, case_sensitive_name in (
             (_INTRODUCED, self.INTRODUCED_SCORE, False),
             (_ADDRESSED, self.ADDRESSED_SCORE, True),
@@ -145,7 +215,10 @@ class ChatNameRecognizer(GuardRecognizer):
                 start, end = match.span("name")
                 if case_sensitive_name and not text[start].isupper():
                     continue
-                if pattern is _SPEAKER and text[start:end].lower() in _ROLES:
+                # a label in capitals ("URGENT:", "NOTE:") is not a speaker's name
+                if pattern is _SPEAKER and (
+                    text[start:end].lower() in _ROLES or text[start:end].isupper()
+                ):
                     continue
                 trimmed = _trim_name(text, start, end)
                 if trimmed is not None:

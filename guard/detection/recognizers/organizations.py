@@ -19,10 +19,12 @@ from guard.detection.recognizers.base import (
     RegexRecognizer,
     contains_any,
     has_upper,
+    prefix_tree,
+    searches_folded,
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Callable, Iterable
 
     from presidio_analyzer import RecognizerResult
     from presidio_analyzer.nlp_engine import NlpArtifacts
@@ -30,7 +32,7 @@ if TYPE_CHECKING:
 #: A name word of at most 41 characters, read possessively (what follows it is a space or tab,
 #: which it cannot hold). Unbounded, every word boundary of a long dotted or hyphenated run
 #: ("a.a.a...") started a scan to the run's end: quadratic in its length.
-_NAME_WORD = r"[A-Za-zÀ-ÖØ-öø-ÿ0-9][\w'’&.\-]{0,40}+"
+_NAME_WORD = r"[^\W_][\w'’&.\-]{0,40}+"
 _SUFFIX = (
     r"ltd\.?|limited|inc\.?|incorporated|llc|l\.l\.c\.|llp|plc|gmbh|s\.a\.|s\.l\.|b\.v\.|"
     r"n\.v\.|(?-i:AG|OY|AB|AS|A/S|SA|NV|BV)|s\.p\.a\.|corp\.?|corporation|company|co\.|group|holdings|"
@@ -86,6 +88,55 @@ def organization_recognizer() -> RegexRecognizer:
     )
 
 
+#: A capitalised name word of a firm in any alphabet, at most 41 characters, possessive.
+_FIRM_NAME_WORD = r"[^\W\d_][\w'’\-]{1,40}+"
+#: "Ernst & Young", "Procter & Gamble", "Skadden, Arps, Slate, Meagher & Flom", "Smith & Co."
+_AMPERSAND_FIRM = re.compile(
+    rf"(?<![\w'’\-])(?P<names>{_FIRM_NAME_WORD}(?:,[ \t]+{_FIRM_NAME_WORD}){{0,4}}),?[ \t]+&[ \t]+"
+    rf"(?P<last>{_FIRM_NAME_WORD}\.?)(?![\w'’\-])"
+)
+#: What may follow the "&" of a firm instead of a surname.
+_FIRM_TAILS = frozenset({"co", "co.", "company", "sons", "daughters", "partners", "associates"})
+
+
+class FirmNameRecognizer(GuardRecognizer):
+    """ORGANIZATION: surnames joined by "&", the way partnerships are named.
+
+    People are listed with "and"; "Ernst & Young", "Smith & Wesson" and "Davis, Reynolds &
+    Williamson" are firms. Every word must be a common census surname (``gazetteer.surnames``)
+    or a firm's tail ("& Co.", "& Sons"), so that "Terms & Conditions", "Sales & Marketing" and
+    "Q & A" stay text. The form is stronger evidence than the NER's reading of each surname as a
+    person, so it scores just above it.
+    """
+
+    SCORE = 0.86
+
+    def __init__(self) -> None:
+        from guard.detection.recognizers.gazetteer import surnames  # noqa: PLC0415 - no cycle
+
+        super().__init__(
+            entity="ORGANIZATION", name="GuardFirmNameRecognizer", precheck=contains_any("&")
+        )
+        self.surnames = surnames()  # loaded with the detector, not on the first request
+
+    def find(self, text: str) -> Iterable[Finding]:
+        """Every "X & Y" and "X, Y & Z" whose words are all capitalised surnames."""
+        known = self.surnames
+        for match in _AMPERSAND_FIRM.finditer(text):
+            words = [w.strip() for w in match.group("names").split(",")]
+            last = match.group("last")
+            bare = last.rstrip(".").lower()
+            if not all(w[0].isupper() and w.lower() in known for w in words):
+                continue
+            if not last[0].isupper() or (bare not in known and bare not in _FIRM_TAILS):
+                continue
+            # the dot of "& Co." is part of the name; a full stop after a surname is not
+            end = match.end("last")
+            if last.endswith(".") and bare != "co":
+                end -= 1
+            yield match.start(), end, self.SCORE
+
+
 #: Head nouns of job titles: "Systems administrator", "Outside order clerk".
 JOB_NOUNS = frozenset(
     """
@@ -104,8 +155,47 @@ JOB_NOUNS = frozenset(
     economist statistician actuary mathematician chemist biologist physicist geologist
     pilot navigator dispatcher conductor engineer fisher farmer rancher forester logger
     ceo cto cfo coo president vice-president chairman founder owner partner intern
+    nanny babysitter caregiver janitor custodian housekeeper maid cleaner gardener
+    landscaper handyman paramedic firefighter midwife veterinarian vet courier postman
+    mailman stylist barber hairdresser barista sommelier actor actress singer musician
+    artist dancer athlete coach trainer tutor lecturer dean principal recruiter strategist
+    marketer executive associate salesperson salesman saleswoman steward stewardess
+    translator interpreter archivist curator notary solicitor barrister judge detective
+    sheriff deputy sergeant lieutenant captain colonel soldier sailor entrepreneur
+    freelancer contractor bookkeeper biller coder transcriptionist sonographer
     """.split()
 )
+#: Endings that make an occupation of their stem in English word formation ("platemaker",
+#: "publicist", "beautician", "locksmith", "shipwright", "gatekeeper", "stenographer"); a
+#: head noun with one of them is read as a job where the frame says a job is named.
+JOB_SUFFIXES = ("maker", "smith", "wright", "keeper", "grapher", "ician", "ologist", "ist")
+#: Heads that name a job in a signature or after "the", but in a chat more often a role
+#: towards the company ("I'm the account owner", "I'm an authorized user", "my partner").
+_AMBIGUOUS_HEADS = frozenset("owner partner host server helper agent founder guard aide".split())
+#: Endings of agents in general ("-er", "-or", "-ian", "-ant"): after "I work as a", where the
+#: frame names a job, "sommelier", "translator", "custodian" and "attendant" are jobs; "team"
+#: and "whole" ("we work as a team") are not.
+_AGENT_ENDINGS = ("er", "or", "ist", "ian", "ant", "ent", "eer", "ier", "ee", "man", "woman")
+
+
+def job_head(word: str, *, strong_frame: bool = False) -> bool:
+    """Whether ``word`` can end a job title: an occupation noun, in the singular or plural.
+
+    ``strong_frame``: the words around say a job is named ("I work as a ..."), so any agent
+    noun counts; elsewhere only the occupation list and the occupational word endings do.
+    """
+    low = word.lower().strip(".,'’")
+    singular = low[:-1] if low.endswith("s") and len(low) > 3 else low  # noqa: PLR2004
+    for form in (low, singular):
+        if form in JOB_NOUNS:
+            return True
+        if len(form) >= 7 and form.endswith(JOB_SUFFIXES) and not form.endswith("list"):  # noqa: PLR2004
+            return True
+        if strong_frame and len(form) >= 5 and form.endswith(_AGENT_ENDINGS):  # noqa: PLR2004
+            return True
+    return False
+
+
 _ADDRESS_START = re.compile(
     r"^[ \t>?*•|\-]*(?:\d{1,6}[ \t]|unit[ \t]+\d|psc[ \t]+\d|p\.?[ \t]?o\.?[ \t]*box|"
     r"the[ \t]+corner[ \t]+of|uss[ \t]|usns[ \t]|usnv[ \t]|uscgc[ \t])",
@@ -174,17 +264,24 @@ class SignatureBlockRecognizer(GuardRecognizer):
                 if not _header_line(content):
                     break
                 lead = len(line) - len(line.lstrip(_LINE_MARKS))
-                last_word = content.split()[-1].lower().strip(".,")
-                score = self.TITLE_SCORE if last_word in JOB_NOUNS else self.ORGANIZATION_SCORE
+                last_word = content.split()[-1]
+                score = self.TITLE_SCORE if job_head(last_word) else self.ORGANIZATION_SCORE
                 yield start + lead, start + lead + len(content), score
 
 
 _APPOSITIVE_TITLE = re.compile(
-    r",[ \t]+(?:the|our|a|an|their|his|her)[ \t]+(?P<value>(?:[\w'’\-]+[ \t]+){0,5}(?:"
-    + "|".join(sorted(JOB_NOUNS))
-    + r"))(?=[ \t]*[,.;])",
+    r",[ \t]+(?:the|our|a|an|their|his|her)[ \t]+(?P<value>(?:[\w'’\-]{1,40}+[ \t]+){0,7}"
+    r"[\w'’\-]{1,40}+)(?=[ \t]*[,.;])",
     re.IGNORECASE,
 )
+
+
+def _ends_in_job(value: str) -> bool:
+    """A noun phrase ending in a job: no common words but "and" ("a reload *by a* supervisor")."""
+    *modifiers, head = value.split()
+    return job_head(head) and not any(
+        w.lower() in STOP_WORDS and w.lower() not in _TITLE_JOINERS for w in modifiers
+    )
 
 
 def appositive_title_recognizer() -> RegexRecognizer:
@@ -194,8 +291,149 @@ def appositive_title_recognizer() -> RegexRecognizer:
         name="GuardAppositiveTitleRecognizer",
         pattern=_APPOSITIVE_TITLE,
         group="value",
-        score=0.6,
+        score=0.65,
+        precheck=contains_any(","),
+        validate=_ends_in_job,
     )
+
+
+#: A word of a job title: letters of any alphabet, with "-", "/", "&" and apostrophes inside
+#: ("vice-president", "HR/payroll"), read possessively.
+_TITLE_WORD = r"[^\W\d_](?:[^\W\d_]|['’\-/&])*+"
+#: Up to eight words (commas between them: "Crushing, grinding, and polishing machine
+#: tender"); which of them make the title is decided word by word (``_title_end``).
+_TITLE_PHRASE = rf"(?P<phrase>{_TITLE_WORD}(?:,?[ \t]+{_TITLE_WORD}){{0,7}})"
+_ARTICLE = r"(?:(?:an?|the|our|their|his|her|my)[ \t]+)"
+#: Frames that say a job is named, whatever the noun ("I work as a sommelier").
+_STRONG_FRAMES = re.compile(
+    rf"""\b(?:(?:work(?:s|ed|ing)?|employed|hired|job)[ \t]+as[ \t]+{_ARTICLE}?
+          |(?:job[ \t]*title|occupation|profession|designation)[ \t]*(?:[:=]|is)[ \t]*{_ARTICLE}?)
+        {_TITLE_PHRASE}""",
+    re.VERBOSE | re.IGNORECASE,
+)
+#: Frames where a job is one reading among others ("I'm a nurse", "I'm a big fan"): the
+#: phrase must end in an occupation noun.
+_WEAK_FRAMES = re.compile(
+    rf"""\b(?:(?:i[ \t]*['’]?m|i[ \t]+am|i[ \t]+was|(?:he|she)[ \t]*['’]s
+           |(?:he|she)[ \t]+(?:is|was)|they[ \t]*['’]re|they[ \t]+(?:are|were)
+           |(?:my|his|her)[ \t]+(?:job|role|position)[ \t]+is)[ \t]+{_ARTICLE}
+          |\d{{1,3}}[ \t]?-?[ \t]?years?[ \t]?-?[ \t]?old[ \t]+
+          |(?:serv(?:e|es|ed|ing)[ \t]+as|(?:re)?trained[ \t]+as|qualified[ \t]+as|retired[ \t]+as
+           |volunteer(?:s|ed|ing)?[ \t]+as|promoted[ \t]+to)[ \t]+{_ARTICLE}?
+          |(?:position|role|title)[ \t]*[:=][ \t]*{_ARTICLE}?)
+        {_TITLE_PHRASE}""",
+    re.VERBOSE | re.IGNORECASE,
+)
+#: "Best regards," and the like, alone on a line: a name, then perhaps a job title, follows.
+_SIGN_OFF = re.compile(
+    r"""^[ \t>]*(?:(?:best|kind|warm|warmest|many)[ \t]+)?(?:regards|wishes|sincerely|cheers|thanks
+        |thank[ \t]+you|yours(?:[ \t]+(?:truly|sincerely|faithfully))?|respectfully|best)
+        [ \t]*[,.!]?[ \t]*$""",
+    re.VERBOSE | re.IGNORECASE | re.MULTILINE,
+)
+#: An occupation noun or ending anywhere in the text, in folded text: every weak frame's
+#: title ends in one (``job_head``), so where none is, the weak frames cannot find a title.
+_ANY_JOB_HEAD = searches_folded(
+    r"\b" + prefix_tree(sorted(JOB_NOUNS)) + r"s?\b|(?:" + "|".join(JOB_SUFFIXES) + r")s?\b"
+)
+#: For each frame, a cheap search without which it finds no title (a property test checks
+#: it): a frame whose gate is closed is not run. Weak frames are gated by their title's head,
+#: which is rarer in text than the verbs of the frame.
+TITLE_GATES: dict[re.Pattern[str], Callable[[str], bool]] = {
+    _STRONG_FRAMES: searches_folded(r"work|employed|hired|job|occupation|profession|designation"),
+    _WEAK_FRAMES: _ANY_JOB_HEAD,
+}
+#: Words that may join the words of a title ("Time and attendance clerk").
+_TITLE_JOINERS = frozenset({"and", "&"})
+#: Subjects for which "works as a" describes a use, not a job ("this works as a filter").
+_THING_SUBJECTS = frozenset("it this that which what something everything nothing".split())
+
+
+def _title_end(match: re.Match[str], *, strong: bool) -> int | None:
+    """Where the title in ``match``'s phrase ends; None if it names no job.
+
+    The title is the phrase's words up to the first common word ("a nurse *at* the clinic")
+    and then back to its last occupation noun (in a strong frame, any agent noun). Words
+    joined by "and" stay in ("Time and attendance clerk").
+    """
+    start = match.start("phrase")
+    kept: list[tuple[str, int]] = []
+    for word in re.finditer(r"[^\s,]+", match.group("phrase")):
+        low = word.group().lower()
+        if low in STOP_WORDS and low not in _TITLE_JOINERS:
+            break
+        kept.append((word.group(), start + word.end()))
+    heads = [
+        (index, end)
+        for index, (word, end) in enumerate(kept)
+        if word.lower() not in _TITLE_JOINERS and job_head(word, strong_frame=strong)
+    ]
+    if not heads:
+        return None  # "we work as a team", "I'm a big fan"
+    index, end = heads[-1]
+    if not strong and kept[index][0].lower().strip(".,'’") in _AMBIGUOUS_HEADS:
+        return None  # "I'm the account owner": a role towards the company, not a job
+    return end
+
+
+class JobTitleRecognizer(GuardRecognizer):
+    """TITLE: a job named in its frame: "I work as a ...", "Occupation: ...", "I'm a nurse".
+
+    Job titles are quasi-identifiers (with an employer or a town they single a person out),
+    and occupations are too many for a list: the frame decides. Where the frame says a job is
+    named ("work as", "job title:"), any noun phrase is taken; where it is one reading among
+    others ("I'm a ...", "served as", "position:", "a 62-year-old retired teacher"), the phrase
+    must end in an occupation noun (``job_head``). The line under the name after a sign-off
+    ("Best regards," / "Jane Doe" / "Senior Account Manager") is a title when it ends in one.
+    """
+
+    #: "work as a" is stronger evidence than the NER's reading of the words after it as a
+    #: person or a place ("I WORK AS A NURSE": NURSE a place), so it scores just above it.
+    STRONG_SCORE = 0.86
+    WEAK_SCORE = 0.65
+
+    def __init__(self) -> None:
+        super().__init__(entity="TITLE", name="GuardJobTitleRecognizer")
+
+    def find(self, text: str) -> Iterable[Finding]:
+        """Titles in each frame, and under the name in a signature."""
+        for pattern, strong in ((_STRONG_FRAMES, True), (_WEAK_FRAMES, False)):
+            if not TITLE_GATES[pattern](text):
+                continue
+            for match in pattern.finditer(text):
+                if strong and _subject(text, match.start()) in _THING_SUBJECTS:
+                    continue
+                end = _title_end(match, strong=strong)
+                if end is not None:
+                    score = self.STRONG_SCORE if strong else self.WEAK_SCORE
+                    yield match.start("phrase"), end, score
+        if "\n" in text and _ANY_JOB_HEAD(text):
+            yield from self._signature_titles(text)
+
+    def _signature_titles(self, text: str) -> Iterable[Finding]:
+        for sign_off in _SIGN_OFF.finditer(text):
+            position = sign_off.end() + 1
+            while text.startswith("\n", position):  # blank lines before the name
+                position += 1
+            # the name line, then at most two lines of title
+            for line_number in range(_MAX_HEADER_LINES):
+                end = text.find("\n", position)
+                line = text[position : end if end >= 0 else len(text)]
+                content = line.strip(_LINE_MARKS)
+                if position >= len(text) or not _header_line(content):
+                    break
+                if line_number > 0 and job_head(content.split()[-1]):
+                    lead = len(line) - len(line.lstrip(_LINE_MARKS))
+                    yield position + lead, position + lead + len(content), self.STRONG_SCORE
+                if end < 0:
+                    break
+                position = end + 1
+
+
+def _subject(text: str, position: int) -> str:
+    """The word before ``position`` (lower case), the subject of "works as a"."""
+    before = text[max(0, position - 30) : position].split()
+    return before[-1].lower() if before else ""
 
 
 _ORG_WORD = r"[^\W_][\w&'’\-]*"

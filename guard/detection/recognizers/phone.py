@@ -35,7 +35,9 @@ _PHONE = re.compile(
     re.VERBOSE | re.IGNORECASE,
 )
 _DATE_LIKE = re.compile(r"^\d{1,4}[./\-]\d{1,2}[./\-]\d{1,4}$")
-_SSN_LIKE = re.compile(r"^\d{3}-\d{2}-\d{4}$")
+#: The SSA's 3-2-4 grouping with one separator throughout ("123-45-6789", "123 45 6789"):
+#: no numbering plan groups a phone number so, the SSN and ITIN recognizers read it.
+_SSN_LIKE = re.compile(r"^\d{3}([\- .])\d{2}\1\d{4}$")
 _IP_LIKE = re.compile(r"^\d{1,3}(?:\.\d{1,3}){3}$")
 _TIME_LIKE = re.compile(r"^\d{1,2}:\d{2}")
 
@@ -85,26 +87,32 @@ class PhoneNumberRecognizer(GuardRecognizer):
     def find(self, text: str) -> Iterable[Finding]:
         """Phone-shaped digit runs that are not dates, SSNs, IPs or card numbers."""
         for match in _PHONE.finditer(text):
-            number = match.group("number").strip()
-            start = match.start("number") + (
-                len(match.group("number")) - len(match.group("number").lstrip())
-            )
-            end = match.end("ext") if match.group("ext") else match.end("number")
+            raw = match.group("number")
+            start = match.start("number") + len(raw) - len(raw.lstrip())
+            number = raw.strip()
+            number_end = start + len(number)
+            opened, closed = number.count("("), number.count(")")
+            # a parenthesis without its pair belongs to the sentence, not the number:
+            # "((201) 555-0123)" is a number in parentheses, "(tel 201...)" a remark
+            if opened > closed and number.startswith("("):
+                number, start = number[1:], start + 1
+            elif closed > opened and number.endswith(")"):
+                number, number_end = number[:-1], number_end - 1
+            end = match.end("ext") if match.group("ext") else number_end
             # trailing separators are not part of the number
             while end > start and not text[end - 1].isalnum() and text[end - 1] != ")":
                 end -= 1
             digits = "".join(ch for ch in number if ch.isdigit())
             if not 7 <= len(digits) <= 15:  # noqa: PLR2004 - E.164 allows at most 15 digits
                 continue
-            if _DATE_LIKE.match(number) or _SSN_LIKE.match(number) or _IP_LIKE.match(number):
+            # what the number is, read without the parentheses around it: "(1993-01-04)"
+            bare = number.strip("()")
+            if _DATE_LIKE.match(bare) or _SSN_LIKE.match(bare) or _IP_LIKE.match(bare):
                 continue
-            if _TIME_LIKE.match(number):
+            if _TIME_LIKE.match(bare):
                 continue
             if number.count("(") != number.count(")"):
-                # a stray parenthesis belongs to the sentence, not the number
-                if number.startswith("("):
-                    start += 1
-                number = number.strip("()")
+                number = bare
             formatted = bool(match.group("ext")) or any(ch in number for ch in "+()-. /")
             if len(digits) >= 13 and _luhn_ok(digits) and not number.startswith("+"):  # noqa: PLR2004
                 continue  # a payment card, left to the card recognizer

@@ -11,11 +11,12 @@ import re
 from typing import TYPE_CHECKING
 
 from guard.detection.recognizers.base import (
+    CONTEXT_ONLY_SCORE,
     Finding,
     GuardRecognizer,
-    digit_count_at_least,
     folded,
     prefix_tree,
+    searches,
 )
 
 if TYPE_CHECKING:
@@ -156,9 +157,13 @@ def _token_start(text: str, position: int) -> bool:
 _IBAN = re.compile(r"\b[A-Za-z]{2}\d{2}(?:[ ]?[A-Za-z0-9]{4}){2,7}(?:[ ]?[A-Za-z0-9]{1,4})?\b")
 
 
+#: The shortest and longest IBANs of SWIFT's registry (Norway's 15, Saint Lucia's 32; 34 allowed).
+_IBAN_LENGTHS = (15, 34)
+
+
 def _iban_ok(value: str) -> bool:
     compact = value.replace(" ", "").upper()
-    if not 15 <= len(compact) <= 34:  # noqa: PLR2004 - IBAN lengths
+    if not _IBAN_LENGTHS[0] <= len(compact) <= _IBAN_LENGTHS[1]:
         return False
     rearranged = compact[4:] + compact[:4]
     digits = "".join(str(int(ch, 36)) for ch in rearranged)
@@ -175,11 +180,20 @@ class AnyCaseIbanRecognizer(GuardRecognizer):
             entity="IBAN_CODE",
             name="GuardIbanRecognizer",
             context=("iban", "bank", "account"),
-            precheck=digit_count_at_least(10),
+            # a country code and check digits; not a count of digits: some countries'
+            # account parts are all letters ("LC55 HEMM 0001...", "CH86 3412 9BAB...")
+            precheck=searches(r"[A-Za-z]{2}\d{2}"),
         )
 
     def find(self, text: str) -> Iterable[Finding]:
-        """IBAN-shaped runs that pass the mod-97 check."""
+        """IBAN-shaped runs that pass the mod-97 check; those that fail it, for context only.
+
+        A run of an IBAN's length whose check digits are wrong (a typo, a sample) is kept at
+        ``CONTEXT_ONLY_SCORE``: after "IBAN" or "bank account" it is redacted, alone it is not.
+        """
         for match in _IBAN.finditer(text):
-            if _iban_ok(match.group()):
+            value = match.group()
+            if _iban_ok(value):
                 yield match.start(), match.end(), self.SCORE
+            elif _IBAN_LENGTHS[0] <= len(value.replace(" ", "")) <= _IBAN_LENGTHS[1]:
+                yield match.start(), match.end(), CONTEXT_ONLY_SCORE

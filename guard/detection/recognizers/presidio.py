@@ -14,6 +14,8 @@ Time: every recognizer here runs in time linear in the text, and none fails open
   exactly what those regexes find, by a scan that reads each character a bounded number of times:
   :class:`GuardEmailRecognizer` and :class:`GuardUrlRecognizer` (the same top-level domains, the
   same scores, the same spans; a property test compares them with Presidio's on random text).
+  A URL also takes in what RFC 3986 puts in it and Presidio's regex cuts off: a port
+  (``host.com:8443/path``) and a query or fragment without a path (``host.com?ref=x``).
 - The others keep Presidio's patterns (bounded, linear) but run them through
   :class:`~guard.detection.recognizers.base.FailClosedPatternRecognizer`: a regex that runs out
   of time raises DetectionFailedError instead of being skipped with a warning.
@@ -28,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 import regex
 import tldextract
 from presidio_analyzer import AnalysisExplanation, EntityRecognizer, RecognizerResult
+from presidio_analyzer import Pattern as PresidioPattern
 from presidio_analyzer.predefined_recognizers import (
     CryptoRecognizer,
     DateRecognizer,
@@ -44,6 +47,7 @@ from presidio_analyzer.predefined_recognizers import (
 )
 
 from guard.detection.recognizers.base import (
+    CONTEXT_ONLY_SCORE,
     FailClosedPatternRecognizer,
     Readings,
     all_of,
@@ -56,6 +60,10 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
     from presidio_analyzer import Pattern
+
+#: A digit and a dot right before an IPv4 match, a dot and a digit right after it.
+_DOTTED_BEFORE = re.compile(r"\d\.$")
+_DOTTED_AFTER = re.compile(r"\.\d")
 
 #: Offline public-suffix lookups: no fetch, no cache directory, the snapshot shipped in the wheel.
 OFFLINE_TLD_EXTRACT = tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None)
@@ -159,6 +167,10 @@ _TLD_LENGTHS = sorted({len(tld) for tld in _TLD_ORDER})
 _HOST_RUN = re.compile(r"[a-z0-9.\-]++", re.IGNORECASE)
 _WWW = re.compile(r"www\d{0,3}\.", re.IGNORECASE)
 _PATH = re.compile(r"/[^\s()<>\"']*+")
+#: What Presidio's pattern stops before, though RFC 3986 puts it in the URL: a port after the
+#: host, and a query or fragment with no path before it ("https://host.com?ref=x").
+_PORT = re.compile(r":\d{1,5}(?![\w:])")
+_QUERY_OR_FRAGMENT = re.compile(r"[?#][^\s()<>\"']++")
 _SCHEME = re.compile(r"https?://", re.IGNORECASE)
 _QUOTED_SCHEME = re.compile(r"[\"']https?://", re.IGNORECASE)
 _QUOTE = re.compile(r"[\"']")
@@ -206,10 +218,16 @@ def _host_reach(text: str, start: int) -> int:
 
 
 def _url_end(text: str, dot: int) -> int:
-    """Where a URL whose host ends at ``dot`` ends: its top-level domain, then any path."""
+    """Where a URL whose host ends at ``dot`` ends: its top-level domain, then any path.
+
+    Past Presidio's reading: a port before the path, and a query or fragment without one.
+    """
     tld = _tld_at(text, dot + 1)
     end = dot + 1 + len(tld or "")
-    path = _PATH.match(text, end)
+    port = _PORT.match(text, end)
+    if port is not None:
+        end = port.end()
+    path = _PATH.match(text, end) or _QUERY_OR_FRAGMENT.match(text, end)
     return path.end() if path is not None else end
 
 
@@ -305,8 +323,27 @@ def _quoted_host_ends(text: str, host: int, reach: int, closing: int) -> bool:
     return False
 
 
+#: A URL whose host is an IP address (RFC 3986 IPv4address or a bracketed IP-literal), which
+#: Presidio's patterns, built on top-level domains, never match: "http://192.0.2.10/admin".
+_IP_HOST_URL = re.compile(
+    r"https?://(?:\d{1,3}(?:\.\d{1,3}){3}|\[[0-9a-f:.]{2,45}\])(?::\d{1,5})?"
+    r"(?:[/?#][^\s()<>\"']*+)?",
+    re.IGNORECASE,
+)
+
+
+def url_spans_ip_host(text: str) -> Iterator[tuple[int, int]]:
+    """Spans of URLs with a scheme and an IP address for a host."""
+    for match in _IP_HOST_URL.finditer(text):
+        yield match.span()
+
+
 class GuardUrlRecognizer(_LinearScanRecognizer, UrlRecognizer):
-    """Presidio's URL recognizer: the same four patterns' matches, found in linear time."""
+    """Presidio's URL recognizer: the same four patterns' matches, found in linear time.
+
+    And a fifth: URLs whose host is an IP address (``url_spans_ip_host``), scored as
+    Presidio scores a URL with a scheme.
+    """
 
     def __init__(self) -> None:
         super().__init__(name="GuardUrlRecognizer")
@@ -315,6 +352,7 @@ class GuardUrlRecognizer(_LinearScanRecognizer, UrlRecognizer):
             (url_spans_without_scheme, UrlRecognizer.PATTERNS[1]),
             (url_spans_quoted, UrlRecognizer.PATTERNS[2]),
             (url_spans_quoted_without_scheme, UrlRecognizer.PATTERNS[3]),
+            (url_spans_ip_host, UrlRecognizer.PATTERNS[0]),
         )
 
     def analyze(
@@ -367,7 +405,26 @@ class GuardIbanRecognizer(FailClosedPatternRecognizer, IbanRecognizer):
 
 
 class GuardIpRecognizer(FailClosedPatternRecognizer, IpRecognizer):
-    """Presidio's IP recognizer; a regex time-out fails closed."""
+    r"""Presidio's IP recognizer; a regex time-out fails closed.
+
+    Four dotted numbers inside a longer run of them ("+33.6.12.34.56.78", a French phone;
+    "1.2.3.4.5", a version) are not an IPv4 address: Presidio's IPv4 pattern, bounded by
+    ``\b`` only, took them for one.
+    """
+
+    def match_results(
+        self,
+        text: str,
+        match: regex.Match[str],
+        pattern: Pattern,
+        flags: int,
+        readings: Readings,
+    ) -> Iterator[RecognizerResult]:
+        """Presidio's reading of a match that is not part of a longer dotted number."""
+        start, end = match.span()
+        if _DOTTED_BEFORE.search(text, max(0, start - 2), start) or _DOTTED_AFTER.match(text, end):
+            return iter(())
+        return super().match_results(text, match, pattern, flags, readings)
 
 
 class GuardCryptoRecognizer(FailClosedPatternRecognizer, CryptoRecognizer):
@@ -379,11 +436,41 @@ class GuardMacAddressRecognizer(FailClosedPatternRecognizer, MacAddressRecognize
 
 
 class GuardDateRecognizer(FailClosedPatternRecognizer, DateRecognizer):
-    """Presidio's numeric date recognizer; a regex time-out fails closed."""
+    """Presidio's numeric date recognizer; a regex time-out fails closed.
+
+    Two patterns more. A month and a year with a two-digit month and a four-digit year of
+    the 20th or 21st century ("05/2021", as forms and card expiry dates write it): Presidio
+    scores every "m/yyyy" 0.2, under the threshold, for fear of fractions ("1/2000"); the
+    zero-padded month with a plausible year is a date. And year-first dates with dots
+    ("2021.05.21", as Korea, China and Hungary write them).
+    """
+
+    def __init__(self) -> None:
+        month_year = PresidioPattern("mm/yyyy", r"\b(?:0[1-9]|1[0-2])/(?:19|20)\d{2}\b", 0.6)
+        year_first_dots = PresidioPattern(
+            "yyyy.mm.dd",
+            r"\b(?:19|20)\d{2}\.(?:0?[1-9]|1[0-2])\.(?:0?[1-9]|[12]\d|3[01])\b(?!\.\d)",
+            0.6,
+        )
+        super().__init__(patterns=[*DateRecognizer.PATTERNS, month_year, year_first_dots])
 
 
 class GuardUsSsnRecognizer(FailClosedPatternRecognizer, UsSsnRecognizer):
-    """Presidio's US SSN recognizer; a regex time-out fails closed."""
+    """Presidio's US SSN recognizer; a regex time-out fails closed.
+
+    A number in an SSN's shape that the SSA never issues or published as a sample
+    ("078-05-1120", "123-45-6789", area 000 or 666) is not dropped, as in Presidio, but kept
+    at a score only a context word ("SSN", "social security") lifts to the threshold:
+    introduced as an SSN, it is one as far as redaction goes (someone's typo, a real number
+    in a test record); on its own it stays unreported.
+    """
+
+    invalid_score = CONTEXT_ONLY_SCORE
+
+    def invalidate_result(self, pattern_text: str) -> bool:
+        """Presidio's checks, and area numbers 900-999: the SSA issues none (ITINs use them)."""
+        digits = [ch for ch in pattern_text if ch.isdigit()]
+        return bool(super().invalidate_result(pattern_text)) or digits[:1] == ["9"]
 
 
 class GuardUsItinRecognizer(FailClosedPatternRecognizer, UsItinRecognizer):
@@ -403,7 +490,12 @@ class GuardUsBankRecognizer(FailClosedPatternRecognizer, UsBankRecognizer):
 
 
 def _prechecked(recognizer: EntityRecognizer, precheck: Callable[[str], bool]) -> EntityRecognizer:
-    """Wrap ``recognizer.analyze`` so that it returns nothing when ``precheck`` fails."""
+    """Wrap ``recognizer.analyze`` so that it returns nothing when ``precheck`` fails.
+
+    The pre-check and the unwrapped ``analyze`` stay on the recognizer (``precheck``,
+    ``unchecked_analyze``): the pre-check invariant test runs the recognizer without its
+    pre-check wherever the pre-check says "skip", and asserts it finds nothing there.
+    """
     analyze = recognizer.analyze
 
     def guarded(text: str, entities: list[str], *args: Any, **kwargs: Any) -> list[Any]:  # noqa: ANN401
@@ -413,31 +505,53 @@ def _prechecked(recognizer: EntityRecognizer, precheck: Callable[[str], bool]) -
         return result
 
     recognizer.analyze = guarded  # type: ignore[method-assign] # a per-instance pre-check
+    recognizer.precheck = precheck  # type: ignore[attr-defined]
+    recognizer.unchecked_analyze = analyze  # type: ignore[attr-defined]
     return recognizer
 
 
-#: A dot between a letter or digit and a two-letter-or-longer label: every URL has one.
-_URL_HINT = r"[a-z0-9]\.[a-z]{2,}|://"
-#: Dotted quads or colon-separated hex groups.
-_IP_HINT = r"\d{1,3}\.\d{1,3}\.\d|[0-9a-f]{1,4}::?[0-9a-f]{1,4}:"
-_MAC_HINT = r"[0-9a-f]{2}[:\-.][0-9a-f]{2}[:\-.]"
+# Each hint below is a regex every match of its recognizer contains (tests/detection/
+# test_prechecks.py holds them to it): a hint stricter than its recognizer skips real values.
+#: A dot between a host character (a letter, digit, dot or hyphen: "Mr..com" is a host to
+#: Presidio's pattern) and a two-letter-or-longer label: every URL has one.
+_URL_HINT = r"[a-z0-9.\-]\.[a-z]{2,}|://"
+#: Dotted quads; or in IPv6, "::" (every compressed form: "::1", "fe80::1%eth0",
+#: "::ffff:192.0.2.1", "2001:db8::/32") or two colon-ended hex groups (the full form).
+_IP_HINT = r"\d{1,3}\.\d{1,3}\.\d|::|[0-9a-f]{1,4}:[0-9a-f]{1,4}:"
+#: A hex pair between colons or hyphens (00:1a:2b..., 00-1A-2B...), or a hex quad between
+#: dots (Cisco's 001a.2b3c.4d5e); starting at a separator, the search skips fast.
+_MAC_HINT = r"[:\-][0-9a-f]{2}[:\-]|\.[0-9a-f]{4}\."
+_MONTH_ABBREVIATION = "(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)"
+#: Every numeric date pattern has a digit, a separator and a digit ("5/21", "2021-05-21",
+#: "21.05.2021"); the others a day or year next to a month: "21-May", "May-21", "21-MAY-2021".
+_DATE_HINT = rf"\d[/.\-]\d|\d-{_MONTH_ABBREVIATION}|{_MONTH_ABBREVIATION}-\d"
 #: Every driver's licence shape has a letter or digit right before a digit ("A1234", "123456").
 LICENSE_HINT = searches(r"[^\W_][0-9]")
+#: An IBAN starts with a country code and two check digits; some countries' BBANs are all
+#: letters, so no count of digits is a safe pre-check ("LC55 HEMM..." has two).
+_IBAN_HINT = r"[^\W\d_]{2}[0-9]{2}"
+#: A wallet address: "1", "3" or "bc1" and at least 25 more letters or digits.
+_CRYPTO_HINT = r"[13]\w{25}"
 
 
 def presidio_recognizers() -> list[EntityRecognizer]:
     """The Presidio recognizers guard runs, each with its pre-check."""
     return [
         _prechecked(GuardEmailRecognizer(), contains_any("@")),
-        _prechecked(GuardIbanRecognizer(), digit_count_at_least(10)),
+        _prechecked(GuardIbanRecognizer(), all_of(digit_count_at_least(2), searches(_IBAN_HINT))),
         _prechecked(GuardIpRecognizer(), searches(_IP_HINT, re.IGNORECASE)),
         _prechecked(GuardUrlRecognizer(), searches(_URL_HINT, re.IGNORECASE)),
-        _prechecked(GuardCryptoRecognizer(), digit_count_at_least(5)),
+        _prechecked(
+            GuardCryptoRecognizer(), all_of(digit_count_at_least(1), searches(_CRYPTO_HINT))
+        ),
         _prechecked(GuardMacAddressRecognizer(), searches(_MAC_HINT, re.IGNORECASE)),
-        _prechecked(GuardDateRecognizer(), digit_count_at_least(4)),
+        _prechecked(
+            GuardDateRecognizer(),
+            all_of(digit_count_at_least(1), searches(_DATE_HINT, re.IGNORECASE)),
+        ),
         _prechecked(GuardUsSsnRecognizer(), digit_count_at_least(9)),
         _prechecked(GuardUsItinRecognizer(), digit_count_at_least(9)),
         _prechecked(GuardUsPassportRecognizer(), digit_count_at_least(8)),
-        _prechecked(GuardUsLicenseRecognizer(), all_of(digit_count_at_least(6), LICENSE_HINT)),
+        _prechecked(GuardUsLicenseRecognizer(), all_of(digit_count_at_least(1), LICENSE_HINT)),
         _prechecked(GuardUsBankRecognizer(), digit_count_at_least(8)),
     ]

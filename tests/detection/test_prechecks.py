@@ -1,0 +1,122 @@
+"""The pre-check invariant: a recognizer's pre-check never skips text it would find something in.
+
+A pre-check is a cheap test that lets a recognizer be skipped on text it cannot match. One
+stricter than its recognizer skips real values without a trace (issue 15: compressed IPv6,
+Cisco-dotted MACs, "21-May" were never looked at). For every recognizer the real detector
+registers that has a pre-check (guard's own, the Presidio ones, and any added later: they
+are enumerated from the registry), on the development sets, the generated format variants
+and hypothesis-generated strings over the alphabets the patterns use: wherever the pre-check
+says "skip", the recognizer run without it finds nothing.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from guard.detection.evaluation import load_dataset
+from guard.detection.recognizers.base import unchecked
+from guard.detection.variants import variant_texts
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
+    from pathlib import Path
+
+    from guard.detection.engine import Detector
+
+Checked = tuple[str, "Callable[[str], bool]", "Callable[[str], int]"]
+
+
+def prechecked(detector: Detector) -> list[Checked]:
+    """(name, pre-check, findings without it) of every registered recognizer with a pre-check."""
+    out = []
+    for recognizer in detector.analyzer.registry.recognizers:
+        pair = unchecked(recognizer)
+        if pair is not None:
+            out.append((str(getattr(recognizer, "name", "")), *pair))
+    return out
+
+
+def skipped_findings(detector: Detector, texts: Iterable[str]) -> list[tuple[str, str]]:
+    """(recognizer, text) wherever a pre-check says "skip" and the recognizer finds something."""
+    checks = prechecked(detector)
+    return [
+        (name, text)
+        for text in texts
+        for name, precheck, findings in checks
+        if not precheck(text) and findings(text)
+    ]
+
+
+def test_the_registry_has_prechecked_recognizers_of_both_kinds(detector: Detector) -> None:
+    names = {name for name, _, _ in prechecked(detector)}
+    # guard's own and the wrapped Presidio ones are both seen (else the tests below test less)
+    assert {"GuardPhoneRecognizer", "GuardIpRecognizer", "GuardMacAddressRecognizer"} <= names
+    assert len(names) >= 20
+
+
+def test_no_precheck_skips_a_generated_format_variant(detector: Detector) -> None:
+    texts = [v.text for v in variant_texts(per_notation=2)]
+    assert skipped_findings(detector, texts) == []
+
+
+def test_no_precheck_skips_a_finding_in_the_development_sets(
+    detector: Detector, data_dir: Path
+) -> None:
+    texts = [r.text for path in sorted(data_dir.glob("*.jsonl")) for r in load_dataset(path)]
+    assert texts
+    assert skipped_findings(detector, texts) == []
+
+
+#: Pieces the recognizers' patterns are made of: digits, hex, separators, month names,
+#: keywords, and characters that case-insensitive regexes fold (long s, Kelvin sign, dotless
+#: and dotted i) or that are digits outside ASCII.
+_PIECES = [
+    "0", "1", "3", "7", "9", "12", "2021", "555", "0123", "4111", "fe80", "ffff", "db8", "a",
+    "F", "ab", "Z", "x", ":", "::", "-", ".", "/", "/64", "%eth0", "@", "://", "www.", ".com",
+    ".co.uk", "?", "#", "+", "(", ")", " ", "\n", ",", "May", "sep", "DEC", "jan", "21st",
+    "of", "at", "T", "Z", "pm", "bc1", "SSN", "zip", "postal code", "IL", "password", "pin",
+    "key", "token", "sk-", "AKIA", "ghp_", "eyJ", "street", "Ave", "Ltd", "Inc", "Mr.", "age",
+    "years old", "\u017f", "\u212a", "\u0131", "\u0130", "\u0663", "\u00a0", "GB", "LC55",
+]  # fmt: skip
+_STRINGS = st.lists(
+    st.one_of(
+        st.sampled_from(_PIECES),
+        st.text(alphabet="0123456789abcdefABCDEF:.-/ ", min_size=1, max_size=12),
+    ),
+    max_size=24,
+).map("".join)
+
+
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(text=_STRINGS)
+def test_no_precheck_skips_a_finding_in_generated_strings(detector: Detector, text: str) -> None:
+    assert skipped_findings(detector, [text]) == []
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "::1",
+        "fe80::1",
+        "fe80::1%eth0",
+        "2001:db8::/64",
+        "::ffff:192.0.2.1",
+        "0012.3456.789a",
+        "21-May",
+        "May-21",
+        "05/2021",
+        "LC55HEMM000100010012001200023015",
+        "1HF9gjc3JgbrxSRdzZsHHWrs3KsZTqMExe",
+    ],
+)
+def test_values_the_old_prechecks_skipped_are_looked_at(detector: Detector, text: str) -> None:
+    """The values of issue 15: each passes the pre-check of a recognizer that finds it."""
+    finders = [name for name, precheck, findings in prechecked(detector) if findings(text)]
+    assert finders
+    assert all(precheck(text) for name, precheck, _ in prechecked(detector) if name in finders)
