@@ -305,3 +305,17 @@ def test_the_surname_list_leaves_out_the_rare_end_that_holds_common_words() -> N
     known = surnames()
     assert {"smith", "young", "decker", "wesson"} <= known
     assert not {"arts", "crafts", "the", "and"} & known
+
+
+@pytest.mark.parametrize("firm", ["Davis, Reynolds and Williamson", "Jones, Mitchell and Williams"])
+def test_three_surnames_listed_with_and_are_a_firm(detector: Detector, firm: str) -> None:
+    assert (firm, "ORGANIZATION") in found(detector, f"The {firm} office called back.")
+
+
+@pytest.mark.parametrize(
+    "text", ["We sell apples, pears and plums.", "Smith and Jones came by yesterday."]
+)
+def test_a_lower_case_list_or_two_names_are_not_a_firm(detector: Detector, text: str) -> None:
+    assert not list(FirmNameRecognizer().find(text))
+    if text.startswith("We sell"):  # nor, any longer, the organisation pattern's "X, Y and Z"
+        assert "ORGANIZATION" not in types_of(detector, text)

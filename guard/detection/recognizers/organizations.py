@@ -8,6 +8,7 @@ in lower case almost none.
 
 from __future__ import annotations
 
+import itertools
 import re
 from typing import TYPE_CHECKING
 
@@ -45,7 +46,7 @@ _ORG = re.compile(
     rf"""(?<![\w])(?:
         (?:{_NAME_WORD}[ \t]+){{0,3}}{_NAME_WORD}[ \t]+(?:{_SUFFIX})(?![\w])
       | (?:department|ministry|office|bureau)[ \t]+of[ \t]+(?:{_NAME_WORD}[ \t]+){{0,3}}{_NAME_WORD}
-      | [A-Z]{_FIRM_WORD},[ \t]+[A-Z]{_FIRM_WORD}[ \t]+and[ \t]+[A-Z]{_FIRM_WORD}
+      | (?-i:[A-Z]){_FIRM_WORD},[ \t]+(?-i:[A-Z]){_FIRM_WORD}[ \t]+and[ \t]+(?-i:[A-Z]){_FIRM_WORD}
       | [a-z]{_FIRM_WORD},[ \t]+[a-z]{_FIRM_WORD}[ \t]+and[ \t]+[a-z]{_FIRM_WORD}(?=[ \t]*(?:\n|$))
     )""",
     re.VERBOSE | re.IGNORECASE,
@@ -95,18 +96,27 @@ _AMPERSAND_FIRM = re.compile(
     rf"(?<![\w'’\-])(?P<names>{_FIRM_NAME_WORD}(?:,[ \t]+{_FIRM_NAME_WORD}){{0,4}}),?[ \t]+&[ \t]+"
     rf"(?P<last>{_FIRM_NAME_WORD}\.?)(?![\w'’\-])"
 )
+#: "Davis, Reynolds and Williamson", "Jones, Mitchell and Williams": three or more surnames in a
+#: list with "and", the way law and accounting firms are named (two, "Smith and Jones", are as
+#: often two people).
+_AND_FIRM = re.compile(
+    rf"(?<![\w'’\-])(?P<names>{_FIRM_NAME_WORD}(?:,[ \t]+{_FIRM_NAME_WORD}){{1,4}}),?"
+    rf"[ \t]+and[ \t]+"
+    rf"(?P<last>{_FIRM_NAME_WORD}\.?)(?![\w'’\-])"
+)
 #: What may follow the "&" of a firm instead of a surname.
 _FIRM_TAILS = frozenset({"co", "co.", "company", "sons", "daughters", "partners", "associates"})
 
 
 class FirmNameRecognizer(GuardRecognizer):
-    """ORGANIZATION: surnames joined by "&", the way partnerships are named.
+    """ORGANIZATION: surnames joined the way partnerships are named.
 
-    People are listed with "and"; "Ernst & Young", "Smith & Wesson" and "Davis, Reynolds &
-    Williamson" are firms. Every word must be a common census surname (``gazetteer.surnames``)
-    or a firm's tail ("& Co.", "& Sons"), so that "Terms & Conditions", "Sales & Marketing" and
-    "Q & A" stay text. The form is stronger evidence than the NER's reading of each surname as a
-    person, so it scores just above it.
+    "Ernst & Young", "Smith & Wesson" and "Davis, Reynolds & Williamson" are firms, and so is a
+    list of three or more surnames with "and" ("Davis, Reynolds and Williamson", the way law
+    firms are named; two, "Smith and Jones", are as often two people). Every word must be a
+    common census surname (``gazetteer.surnames``) or a firm's tail ("& Co.", "& Sons"), so that
+    "Terms & Conditions", "Sales & Marketing" and "Q & A" stay text. The form is stronger
+    evidence than the NER's reading of each surname as a person, so it scores just above it.
     """
 
     SCORE = 0.86
@@ -115,14 +125,16 @@ class FirmNameRecognizer(GuardRecognizer):
         from guard.detection.recognizers.gazetteer import surnames  # noqa: PLC0415 - no cycle
 
         super().__init__(
-            entity="ORGANIZATION", name="GuardFirmNameRecognizer", precheck=contains_any("&")
+            entity="ORGANIZATION",
+            name="GuardFirmNameRecognizer",
+            precheck=contains_any("&", " and "),
         )
         self.surnames = surnames()  # loaded with the detector, not on the first request
 
     def find(self, text: str) -> Iterable[Finding]:
-        """Every "X & Y" and "X, Y & Z" whose words are all capitalised surnames."""
+        """Every "X & Y", "X, Y & Z" and "X, Y and Z" whose words are capitalised surnames."""
         known = self.surnames
-        for match in _AMPERSAND_FIRM.finditer(text):
+        for match in itertools.chain(_AMPERSAND_FIRM.finditer(text), _AND_FIRM.finditer(text)):
             words = [w.strip() for w in match.group("names").split(",")]
             last = match.group("last")
             bare = last.rstrip(".").lower()
