@@ -68,6 +68,13 @@ def test_a_street_line_with_city_state_and_postal_code_is_one_address(
     assert _found(detector, f"My new address is {address}") == [("STREET_ADDRESS", address)]
 
 
+@pytest.mark.parametrize("address", ["56 Main St", "12 Elm Street", "1600 Pennsylvania Avenue"])
+def test_a_house_number_and_street_stay_one_address_against_the_ner(
+    detector: Detector, address: str
+) -> None:
+    assert _found(detector, f"The office is at {address}") == [("STREET_ADDRESS", address)]
+
+
 def test_a_number_and_words_without_a_state_and_postal_code_are_not_an_address(
     detector: Detector,
 ) -> None:
