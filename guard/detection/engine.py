@@ -57,9 +57,13 @@ from guard.detection.entities import (
     resolve_overlaps,
 )
 from guard.detection.model import load_pipeline
+from guard.detection.neighbours import neighbour_candidates
 from guard.detection.nlp import NER_TO_ENTITY, GuardNlpEngine, ner_view
 from guard.detection.normalize import NormalizedText, normalize
-from guard.detection.recognizers.address import StreetAddressRecognizer, ZipCodeRecognizer
+from guard.detection.recognizers.address import (
+    StreetAddressRecognizer,
+    ZipCodeRecognizer,
+)
 from guard.detection.recognizers.age import AgeRecognizer
 from guard.detection.recognizers.card import PaymentCardRecognizer
 from guard.detection.recognizers.dates import (
@@ -438,6 +442,7 @@ class Detector:
             candidates = lists.allow.filter(text, candidates)
         if not candidates:
             return []
+        candidates.extend(neighbour_candidates(text, candidates))
         return resolve_overlaps(candidates, text)
 
     def _lists(self, tenant: str | None) -> _CompiledLists:

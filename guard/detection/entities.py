@@ -540,7 +540,19 @@ def _merge_adjacent(
                 last.entity_type,
                 entity.entity_type,
             } <= _ADDRESS_PARTS and "STREET_ADDRESS" in (last.entity_type, entity.entity_type)
-            if (same or address) and not gap.strip(" \t\n\r,"):
+            # "Lom" + "-" + "Ali", "O" + "'" + "Neil": one name that the NER read as two
+            hyphenated = (
+                last.entity_type == entity.entity_type
+                and entity.entity_type in _NAME_TYPES
+                and gap in _WORD_JOINERS
+            )
+            if hyphenated or (
+                (same or address)
+                and (
+                    not gap.strip(" \t\n\r,")
+                    or (address and _abbreviation_dot(text, last.end, gap))
+                )
+            ):
                 kind = "STREET_ADDRESS" if address else last.entity_type
                 merged[-1] = DetectedEntity(
                     last.start, entity.end, kind, max(last.score, entity.score)
@@ -550,9 +562,20 @@ def _merge_adjacent(
     return merged
 
 
+#: Types of names, whose parts a hyphen or an apostrophe inside one word joins.
+_NAME_TYPES = frozenset({"PERSON", "LOCATION", "ORGANIZATION"})
+_WORD_JOINERS = frozenset({"-", "'", "\u2019"})
 #: Types whose parts a space joins into one value even digit to digit: a date and its time
 #: ("2011-10-24 06:30:25") are one moment.
 _JOINED_BY_A_SPACE = frozenset({"DATE_TIME"})
+
+
+def _abbreviation_dot(text: str, end: int, gap: str) -> bool:
+    """Whether ``gap`` is the dot of an abbreviation that ends the entity before it.
+
+    "Apt. 434", "Str. 20": the dot belongs to the address on both sides of it.
+    """
+    return gap.startswith(".") and not gap[1:].strip(" \t") and end > 0 and text[end - 1].isalpha()
 
 
 def _digits_meet(text: str, end: int, start: int) -> bool:

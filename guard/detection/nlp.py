@@ -114,6 +114,10 @@ ROLE_NOUNS = frozenset(
     """.split()
 )
 
+#: Unit designators of an address. Written right after a name on an envelope line ("Ms. Holly
+#: Prošková Apt. 370"), the NER takes them into the name; they begin the address.
+UNIT_WORDS = frozenset("apt apartment suite ste unit flat room floor bldg building".split())
+
 #: A name, place, organisation or group has at least this many letters.
 MIN_LETTERS = 2
 #: A chunk of this many letters or more made of one repeated letter ("xxxx").
@@ -129,13 +133,17 @@ _VOWELS = frozenset("aeiouy")
 def ner_entity(doc: Doc, start: int, end: int, label: str) -> Span | None:
     """The NER's entity over tokens [start, end) as guard reads it, or None if it is none.
 
-    - A PERSON's leading role nouns are not part of the name ("Customer Joseph": "Joseph").
+    - A PERSON's leading role nouns are not part of the name ("Customer Joseph": "Joseph"),
+      nor a trailing unit designator ("Holly Prošková Apt": "Holly Prošková").
     - A degenerate span is no entity (``degenerate``): a run of "x"s, a lone symbol.
     - Nor is one of lower-case function words only (``function_words_only``): "me", "same".
     """
     if label == "PERSON":
         while end - start > 1 and doc[start].lower_ in ROLE_NOUNS:
             start += 1
+        # "Mrs. Diana Weöres Apt. 434 40 Rue ...": the unit after a name starts the address
+        while end - start > 1 and doc[end - 1].lower_.rstrip(".") in UNIT_WORDS:
+            end -= 1
     span = Span(doc, start, end, label=label)
     text = span.text
     return None if degenerate(text) or function_words_only(text) else span

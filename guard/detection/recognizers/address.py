@@ -49,7 +49,13 @@ _STREET_TYPES = (
 
 
 _STREET_TYPE_TREE = prefix_tree(_STREET_TYPES.split("|"))
-_WORD = r"[A-Za-zÀ-ÖØ-öø-ÿ0-9][\w'’.\-]*"
+#: Words that end a clause's run of words rather than name a street: "3 items at 12 Main
+#: Street" is not one address ("at" parts the count from the street).
+_NOT_STREET_WORD = (
+    r"(?!(?:at|for|in|on|to|from|by|with|and|or|is|are|was|were|i|we|you|he|she|they|it|me|"
+    r"my|our|your|his|her|their)\b)"
+)
+_WORD = rf"(?i:{_NOT_STREET_WORD})[A-Za-zÀ-ÖØ-öø-ÿ0-9][\w'’.\-]*"
 _HOUSE = r"\d{1,6}[A-Za-z]?(?:[-/]\d{1,5}[A-Za-z]?)?"
 _UNIT = (
     r"(?:suite|ste\.?|apt\.?|apartment|unit|flat|room|rm\.?|floor|fl\.?|bldg\.?|building|"
@@ -74,13 +80,28 @@ _STREET_TYPE_LAST = re.compile(
 #: Street types written before the name (the "." of "av." and "ul." is added in the pattern).
 _LEADING_TYPES = (
     "via viale vicolo corso piazza largo rua avenida av calle camino camiño carrer paseo plaza "
-    "rue boulevard chemin allée place trg ulica ul aleja utca"
+    "rue boulevard chemin allée place trg ulica ul aleja utca c/"
 ).split()
-_LEADING_TYPE = "|".join(w + r"\." if w in {"av", "ul"} else w for w in _LEADING_TYPES)
+_LEADING_TYPE = "|".join(w + r"\." if w in {"av", "ul"} else re.escape(w) for w in _LEADING_TYPES)
 _STREET_TYPE_FIRST = re.compile(
     rf"""\b(?:{_HOUSE}\s+)?(?:{_LEADING_TYPE})\s+
          (?:{_WORD}\s+){{0,5}}?\d{{1,5}}[A-Za-z]?\b""",
     re.VERBOSE | re.IGNORECASE,
+)
+#: A house number, a street type, then the street's name with no number after it (French,
+#: Belgian, Maghreb practice): "33 rue de la Paix", "03 33 Rue Ibn Al Jazzar", "5 boulevard
+#: Saint-Michel". The name is capitalised words and the particles between them.
+#: Each particle is followed by a blank, or ends in an apostrophe ("l'", "d'"): one way only
+#: to read a run of them, so a long run that fails to end in a name fails in linear time.
+_NAME_PARTICLES = (
+    r"(?:(?:de|du|des|la|le|les|di|del|della|da|do|dos|van|von|der|al|el|ibn|bin|y|e)[ \t]+"
+    r"|[ld]['’])"
+)
+_HOUSE_TYPE_NAME = regex.compile(
+    rf"""(?<![\w'’\-]){_HOUSE}[ \t]+(?i:{_LEADING_TYPE})[ \t]+
+         (?i:{_NAME_PARTICLES})*+\p{{Lu}}[\w'’\-]*
+         (?:[ \t]+(?i:{_NAME_PARTICLES})*+\p{{Lu}}[\w'’\-]*){{0,4}}""",
+    regex.VERBOSE,
 )
 #: A match starts where a word starts, not after a hyphen inside one, and its words are bounded
 #: (``{0,40}``): before, every hyphen of a long run ("a-a-a-...") started a scan to the run's
@@ -96,6 +117,26 @@ _COMPOUND_STREET = re.compile(
          (?:{_STREET_ENDING})
          \s+\d{{1,5}}[A-Za-z]?\b""",
     re.VERBOSE | re.IGNORECASE,
+)
+#: Street types written as a word of their own after the name, the number after them
+#: (German, Dutch, Nordic, Hungarian, Slavic practice): "Gumpendorfer Strasse 44", "Nordahl
+#: Rolfsens vei 187", "Dózsa György út 78.", "Erzsébet tér 92.", "Király u. 15.". The name
+#: is one to three capitalised words.
+_TYPES_AFTER_NAME = (
+    "strasse straße str weg gasse allee platz ring damm ufer laan straat plein kade gracht "
+    "vei veien vegen vej gate gata gatan gade väg vägen utca u út útja tér körút krt rakpart "
+    "köz sor fasor sétány ulica ul ulice trg"
+).split()
+_TYPE_AFTER_NAME = "|".join(
+    w + r"\." if w in {"u", "krt", "ul"} else w + r"\.?" if w == "str" else w
+    for w in _TYPES_AFTER_NAME
+)
+#: A street's name is not "The" or "I" ("Turn The Ring 3 times").
+_NAME_WORD_START = rf"(?i:{_NOT_STREET_WORD}(?!(?:the|a|an|this|that)\b))"
+_NAME_THEN_TYPE = regex.compile(
+    rf"""(?<![\w'’\-])(?:{_NAME_WORD_START}\p{{Lu}}[\w'’\-]{{0,40}}[ \t]+){{1,3}}
+         (?i:{_TYPE_AFTER_NAME})[ \t]+\d{{1,5}}[A-Za-z]?(?![\w\-/])\.?""",
+    regex.VERBOSE,
 )
 #: "the corner of Eötvös út 10 and Sinko Street", "corner of 5th and Main"
 _CORNER = re.compile(
@@ -275,10 +316,12 @@ _UNIT_WORDS = (
     "suite", "ste", "apt", "apartment", "unit", "flat", "room", "rm", "floor", "fl", "bldg",
     "building", "lot", "#",
 )  # fmt: skip
-PATTERN_GATES: dict[re.Pattern[str], Callable[[str], bool]] = {
+PATTERN_GATES: dict[re.Pattern[str] | regex.Pattern[str], Callable[[str], bool]] = {
     _STREET_TYPE_LAST: searches_folded(rf"\s{_STREET_TYPE_TREE}"),
     _STREET_TYPE_FIRST: searches_folded(alternation(_LEADING_TYPES) + r"\.?\s"),
+    _HOUSE_TYPE_NAME: searches_folded(r"\d[a-z]?[ \t]+" + alternation(_LEADING_TYPES)),
     _COMPOUND_STREET: searches_folded(alternation(_STREET_ENDINGS) + r"\.?\s+\d"),
+    _NAME_THEN_TYPE: searches_folded(alternation(_TYPES_AFTER_NAME) + r"\.?[ \t]+\d"),
     _PO_BOX: contains_any("box", "po"),
     _NUMBERED_LINE_WITH_REGION: searches(rf"\b(?:{_US_STATES})[ \t]+\d"),
     _UNIT_ALONE: contains_any(*_UNIT_WORDS),
@@ -313,7 +356,7 @@ PATTERN_GATES: dict[re.Pattern[str], Callable[[str], bool]] = {
 }
 
 
-def _gate_open(pattern: re.Pattern[str], text: str) -> bool:
+def _gate_open(pattern: re.Pattern[str] | regex.Pattern[str], text: str) -> bool:
     gate = PATTERN_GATES.get(pattern)
     return gate is None or gate(text)
 
@@ -343,7 +386,11 @@ def _pattern_spans(text: str) -> list[Finding]:
         # above the NER's 0.85: in "56 Main St" the NER's PERSON "Main St" is the street
         (_STREET_TYPE_LAST, 0.86),
         (_STREET_TYPE_FIRST, 0.6),
+        # a house number and a street type: the NER's PERSON "Rue Ibn Al Jazzar" is a street
+        (_HOUSE_TYPE_NAME, 0.86),
         (_COMPOUND_STREET, 0.6),
+        # a street type makes the NER's PERSON in "Gumpendorfer Strasse 44" a street's name
+        (_NAME_THEN_TYPE, 0.86),
         (_PO_BOX, 0.7),
         (_NUMBERED_LINE_WITH_REGION, 0.7),
         (_UNIT_ALONE, 0.5),
@@ -535,7 +582,9 @@ _TAIL_TOKEN = regex.compile(
 )
 #: In text written wholly in lower case, place names are lower case too.
 _LOWER_TAIL_TOKEN = regex.compile(r"(?:,?[ \t]+|,)\p{Ll}[\p{Ll}'’.\-]*")
-_HOUSE_BEFORE = re.compile(r"(?:^|(?<=\s))\d{1,5}[A-Za-z]?(?:[ \t]+[\w'’.\-]+){1,4}[ \t]+$")
+_HOUSE_BEFORE = re.compile(
+    rf"(?:^|(?<=\s))\d{{1,5}}[A-Za-z]?(?:[ \t]+(?i:{_NOT_STREET_WORD})[\w'’.\-]+){{1,4}}[ \t]+$"
+)
 _MAX_BLOCK_LINES = 4
 #: The longest line that continues an address block.
 _MAX_LINE = 60
@@ -592,6 +641,10 @@ _MARKERS_BEFORE = regex.compile(r"(?r)[ \t>?*•|\-]*+")
 #: non-blanks, each followed by blanks; read backwards from the span, they bound the search.
 _TOKENS_BEFORE = regex.compile(r"(?r)(?:[^ \t\n]++[ \t]++){1,5}+")
 _HOUSE_START = re.compile(r"(?:^|(?<=\s))\d")
+#: A number of up to five digits and a blank, right before an address, the number starting a
+#: line or after a blank: a building number before the house number.
+_NUMBER_BEFORE = re.compile(r"(?:^|(?<=\s))\d{1,5}[A-Za-z]?[ \t]+$", re.MULTILINE)
+_NUMBER_BEFORE_CHARS = 8
 
 
 def _house_before(text: str, line_start: int, start: int) -> int | None:
@@ -618,6 +671,11 @@ def _extend_block(
     house = _house_before(text, line_start, start)
     if house is not None:
         start = house
+    # a building or unit number written before the house number ("03 33 Rue Ibn Al Jazzar",
+    # "Flat 2" as "2 14 Elm Street")
+    number = _NUMBER_BEFORE.search(text, max(line_start, start - _NUMBER_BEFORE_CHARS), start)
+    if number is not None:
+        start = number.start()
     end = _following_lines(text, _same_line_tail(text, end))
     # the line before, when the span starts a line and that line looks like a street line
     markers = _MARKERS_BEFORE.match(text, line_start, start)
@@ -670,6 +728,45 @@ def _following_lines(text: str, end: int) -> int:
         line_end = next_end
         lines += 1
     return end
+
+
+#: A postal code written beside its place, as most countries write it: after the town, region
+#: or country ("Teruel 44001", "Australia 08198", "London SW1A 1AA") or before the town
+#: ("75008 Paris", "1011 AB Amsterdam", "114 55 Stockholm"). Read only where a place was found.
+_POSTAL_CODE = (
+    r"(?:\d{5}(?:-\d{4})?|\d{4}(?:[ \t]?[A-Z]{2}(?![A-Za-z]))?|\d{3}[ \t]\d{2}"
+    r"|[A-Z]{1,2}\d[A-Z\d]?[ \t]?\d[A-Z]{2}|[A-Z]\d[A-Z][ \t]?\d[A-Z]\d)"
+)
+#: After the place: blanks or one comma, then the code (on the place's line or starting the
+#: next), then no more of a word, a number, a decimal, a time or a range ("Paris 12:30",
+#: "Texas 1000-2000" are not postal codes).
+_POSTAL_AFTER_PLACE = re.compile(
+    rf"[ \t]*,?[ \t]*(?:\n[ \t]*)?(?P<code>{_POSTAL_CODE})(?![\w\-/:]|[.,]\d)"
+)
+#: Before the place: the code starts a line or follows a blank or a comma, blanks after it.
+_POSTAL_BEFORE_PLACE = re.compile(rf"(?:^|(?<=[\s,]))(?P<code>{_POSTAL_CODE})[ \t]+$", re.MULTILINE)
+#: Four digits that read as a year ("Paris 2024") are not taken for a postal code.
+_YEAR = re.compile(r"(?:19|20)\d\d")
+#: The longest postal code read before a place ("1011 AB " is 8).
+_POSTAL_BEFORE_CHARS = 12
+
+
+def postal_codes_beside(text: str, places: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Spans of postal codes written right after or right before one of the ``places``.
+
+    A town or country that the NER model or the gazetteer found, followed on its line by a
+    five-digit code ("Australia 08198"), is the last line of an address; its code is as much
+    the address as the name. Four digits that read as a year are not taken.
+    """
+    found: set[tuple[int, int]] = set()
+    for start, end in places:
+        after = _POSTAL_AFTER_PLACE.match(text, end)
+        if after is not None and not _YEAR.fullmatch(after.group("code")):
+            found.add(after.span("code"))
+        before = _POSTAL_BEFORE_PLACE.search(text, max(0, start - _POSTAL_BEFORE_CHARS), start)
+        if before is not None and not _YEAR.fullmatch(before.group("code")):
+            found.add(before.span("code"))
+    return sorted(found)
 
 
 class ZipCodeRecognizer(GuardRecognizer):

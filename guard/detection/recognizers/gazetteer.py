@@ -50,6 +50,7 @@ NOT_SURNAMES = frozenset(STOP_WORDS) | frozenset(
     said says asked told wrote called thanks thank please hi hello dear and or but version
     account accounts concert fan fans novel book song songs album band team office store
     here there today tomorrow yesterday now then just also still really very again
+    apt apartment suite ste unit flat room floor bldg building
     """.split()
 )
 
