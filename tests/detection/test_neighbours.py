@@ -192,3 +192,13 @@ def test_the_dot_of_an_abbreviated_street_type_is_part_of_the_address(
 ) -> None:
     text = "16 Grosse Praesidenten Str. 20\n Apt. 936\n Aglasterhausen\n Serbia"
     assert ("STREET_ADDRESS", text) in _found(detector, text)
+
+
+def test_an_address_introduced_in_the_plural_starts_at_the_address(detector: Detector) -> None:
+    text = "I need to add my addresses, here they are: 78 Untere Donaulände 33\nIzsófalva"
+    found = _found(detector, text)
+    assert any(
+        label == "STREET_ADDRESS" and value.startswith("78 Untere Donaulände 33")
+        for label, value in found
+    )
+    assert not [value for _, value in found if "here they are" in value]

@@ -332,17 +332,19 @@ def test_when_countries_are_found_by_a_scan_then_they_are_those_a_token_reading_
 
 
 #: The introduced-address regex guard used before its linear scan (cubic on long clauses,
-#: exact on short ones): the scan must find the same values.
+#: exact on short ones), with today's introductions (plural "addresses", a word boundary after
+#: each): the scan must find the same values.
 _INTRODUCED_ADDRESS_REGEX = re.compile(
     r"""\b(?:(?<!ip\s)(?<!e-mail\s)(?<!email\s)(?<!mac\s)(?<!web\s)(?<!wallet\s)
-         address(?:\s+is|\s+was|\s+will\s+be)?|lives?\s+at|living\s+at|located\s+at|moved\s+to
+         address(?:es)?(?:\s+is|\s+are|\s+was|\s+were|\s+will\s+be)?|lives?\s+at|living\s+at
+         |located\s+at|moved\s+to
          |(?:ship|send|deliver|mail)(?:ped|ed)?\s+(?:it\s+|them\s+)?to|reside[sd]?\s+at|resides\s+at)
-         \s*[:\-]?\s*(?P<value>[^\n.;!?]*\d[^\n;!?]*?)(?=[.;!?]\s|[.;!?]?$|\n)""",
+         \b\s*[:\-]?\s*(?P<value>[^\n.;!?]*\d[^\n;!?]*?)(?=[.;!?]\s|[.;!?]?$|\n)""",
     re.VERBOSE | re.IGNORECASE,
 )
 _ADDRESS_PIECES = [
     "address", " is ", " ", "12", "Main St", ".", ". ", ";", "!", "?", "\n", "x", "lives at",
-    "ip ", ":", "-", "ship it to", "4b", "email ",
+    "ip ", ":", "-", "ship it to", "4b", "email ", "es", " are ",
 ]  # fmt: skip
 
 

@@ -181,9 +181,9 @@ _PO_BOX = re.compile(
 #: An address introduction; the address is what follows it, up to the end of the clause.
 _ADDRESS_INTRO = re.compile(
     r"""\b(?:(?<!ip\s)(?<!e-mail\s)(?<!email\s)(?<!mac\s)(?<!web\s)(?<!wallet\s)
-         address(?:\s+is|\s+was|\s+will\s+be)?|lives?\s+at|living\s+at|located\s+at|moved\s+to
+         address(?:es)?(?:\s+is|\s+are|\s+was|\s+were|\s+will\s+be)?|lives?\s+at|living\s+at|located\s+at|moved\s+to
          |(?:ship|send|deliver|mail)(?:ped|ed)?\s+(?:it\s+|them\s+)?to|reside[sd]?\s+at|resides\s+at)
-         \s*[:\-]?\s*""",
+         \b\s*[:\-]?\s*""",
     re.VERBOSE | re.IGNORECASE,
 )
 _CLAUSE_STOP = re.compile(r"[\n.;!?]")
@@ -557,8 +557,12 @@ def _strip_span(text: str, start: int, end: int) -> tuple[int, int]:
     return start, end
 
 
+#: Words and punctuation between an introduction and its address: "my addresses, here they
+#: are: 78 ...", "address is as follows - 12 ...".
 _LEADING_FILLER = re.compile(
-    r"(?:(?:with|to|is|as|at|of|the|new|my|our|here|now)\s+)+", re.IGNORECASE
+    r"(?:[,:;\-][ \t]*|(?:with|to|is|are|as|at|of|the|new|my|our|here|now|they|it|follows)"
+    r"(?:[ \t]*[,:;\-])?\s+)+",
+    re.IGNORECASE,
 )
 _TRAILING_FILLER = re.compile(
     r"(?:\s+(?:instead|please|thanks|thank\s+you|asap|today|tomorrow|now|too|as\s+well|"
