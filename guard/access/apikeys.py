@@ -6,6 +6,14 @@ guessing or forging keys. A key is ``gk_<prefix>_<secret>`` with 256 bits of sec
 next to the public prefix used to find the row. Comparison is constant-time, an unknown prefix
 costs the same comparison, and every failure — malformed, unknown, tampered, expired, revoked —
 raises the same kind of error whose message never contains the key.
+
+A process remembers the keys it verified (by prefix: the stored hash, the principal and the
+expiry), so that a known key costs no query for its row. The memory is trusted only together
+with the database's count of changes to ``api_keys`` (``api_key_changes``, kept by triggers in
+the transaction of each change): every authentication reads the count first, and a memory made
+under another count is not used. So a revocation takes effect at once in every process on the
+database, whoever made it; expiry is checked against the clock on every call; and when the count
+cannot be read nothing is remembered or trusted (every call reads the key's row, as before).
 """
 
 from __future__ import annotations
@@ -14,6 +22,7 @@ import hashlib
 import hmac
 import re
 import secrets
+import threading
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -22,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Final
 from guard.access.errors import AuthenticationError, PrincipalNotFoundError
 from guard.access.models import ApiKey
 from guard.access.principals import Principal, validate_name, validate_role, validate_tenant
-from guard.access.repository import ApiKeyRepository
+from guard.access.repository import ApiKeyChangeCounter, ApiKeyRepository
 from guard.errors import InvalidInputError
 from guard.storage.engine import session_scope
 
@@ -44,6 +53,8 @@ _PREFIX_ATTEMPTS: Final = 5
 #: Compared against when the prefix is unknown, so that path costs the same work.
 _DUMMY_HASH: Final = hashlib.sha256(b"guard: no such key").hexdigest()
 _INVALID: Final = "invalid API key"
+#: Most verified keys a process remembers; past it the memory starts again.
+MAX_REMEMBERED_KEYS: Final = 4096
 
 
 def _utcnow() -> datetime:
@@ -90,6 +101,16 @@ def _info(row: ApiKey | Row[Any]) -> ApiKeyInfo:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class _Verified:
+    """A key this process verified: valid as long as ``api_keys`` is still at ``version``."""
+
+    key_hash: str
+    principal: Principal
+    expires_at: datetime | None
+    version: int
+
+
 class ApiKeyService:
     """Create, authenticate, revoke and list API keys; every change is audited if given."""
 
@@ -103,6 +124,16 @@ class ApiKeyService:
         self._session_factory = session_factory
         self._audit = audit
         self._clock = clock
+        self._changes = ApiKeyChangeCounter(session_factory.kw["bind"])
+        self._verified: dict[str, _Verified] = {}
+        self._verified_version: int | None = None
+        self._verified_lock = threading.Lock()
+
+    def close(self) -> None:
+        """Forget the verified keys and close the connection the change count is read on."""
+        with self._verified_lock:
+            self._verified.clear()
+        self._changes.close()
 
     def create(
         self,
@@ -162,8 +193,20 @@ class ApiKeyService:
         if match is None:
             raise AuthenticationError(f"{_INVALID}: not of the form gk_<prefix>_<secret>")
         presented = hash_key(key)
+        prefix = match.group(1)
+        # read before the row: a memory made from the row is then never newer than its count
+        version = self._changes.read()
+        known = self._verified.get(prefix) if version is not None else None
+        if (
+            known is not None
+            and known.version == version
+            and hmac.compare_digest(presented, known.key_hash)
+        ):
+            if known.expires_at is not None and known.expires_at <= self._clock():
+                raise AuthenticationError(f"{_INVALID}: the key is expired")
+            return known.principal
         with session_scope(self._session_factory) as session:
-            row = ApiKeyRepository(session).lookup(match.group(1))
+            row = ApiKeyRepository(session).lookup(prefix)
             stored = row.key_hash if row is not None else _DUMMY_HASH
             if not hmac.compare_digest(presented, stored) or row is None:
                 raise AuthenticationError(f"{_INVALID}: unknown or wrong key")
@@ -171,9 +214,22 @@ class ApiKeyService:
         status = info.status(self._clock())
         if status != "active":
             raise AuthenticationError(f"{_INVALID}: the key is {status}")
-        return Principal(
+        principal = Principal(
             id=info.id, name=info.name, role=info.role, tenant=info.tenant, kind="api_key"
         )
+        if version is not None:
+            self._remember(prefix, _Verified(stored, principal, info.expires_at, version))
+        return principal
+
+    def _remember(self, prefix: str, verified: _Verified) -> None:
+        """Keep a verified key; memories made under an older count of changes are dropped."""
+        with self._verified_lock:
+            if self._verified_version != verified.version:
+                self._verified.clear()
+                self._verified_version = verified.version
+            elif len(self._verified) >= MAX_REMEMBERED_KEYS:
+                self._verified.clear()
+            self._verified[prefix] = verified
 
     def revoke(
         self, key_id: str, *, tenant: str | None = None, actor: Principal | None = None

@@ -56,7 +56,11 @@ def _api_keys(settings: Settings) -> Iterator[ApiKeyService]:
     from guard.access.apikeys import ApiKeyService  # noqa: PLC0415 - SQLAlchemy only when used
 
     with _database(settings) as (factory, audit):
-        yield ApiKeyService(factory, audit=audit)
+        service = ApiKeyService(factory, audit=audit)
+        try:
+            yield service
+        finally:
+            service.close()
 
 
 def _when(value: datetime | None) -> str:

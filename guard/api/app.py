@@ -6,7 +6,7 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
 import anyio.to_thread
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 
 from guard import __version__
 from guard.api.audit_middleware import AuditMiddleware
@@ -67,12 +67,20 @@ def create_app(
         # what the app built (the analysis workers above all) it stops; given services not.
         # The MCP door's session manager runs for the app's lifetime either way.
         lifespan=_closing(services if built else None, mcp),
+        # FastAPI's own OpenTelemetry hooks stay off: guard logs through its own processors
+        # (payloads dropped, exception types only) and counts in Prometheus. With a global
+        # OpenTelemetry logger configured, FastAPI's "logs" would record exception messages
+        # and stack traces, which may quote a request's data.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.services = services
     app.state.message_policies = message_policies
     app.state.tool_policy = tool_policy
     install_problem_handlers(app)
     app.include_router(health_router)
+    # routes are matched in the order they were added, and agents' tool calls are the hottest
+    # path (matching through every router before it cost ~0.1 ms a call)
+    app.include_router(_tools_router())
     app.include_router(redaction_router)
     app.include_router(detection_router)
     _include_optional_routers(app)
@@ -164,6 +172,12 @@ def _install_console(app: FastAPI) -> None:
     install_console(app)
 
 
+def _tools_router() -> APIRouter:
+    from guard.proxy.endpoints import router  # noqa: PLC0415 - with the other routers
+
+    return router
+
+
 def _include_optional_routers(app: FastAPI) -> None:
     """Routers of capabilities that ship their own endpoints (audit review, administration)."""
     from guard.access.endpoints import router as access_router  # noqa: PLC0415
@@ -171,7 +185,6 @@ def _include_optional_routers(app: FastAPI) -> None:
     from guard.export.endpoints import router as export_router  # noqa: PLC0415
     from guard.incidents.endpoints import router as incidents_router  # noqa: PLC0415
     from guard.messages.endpoints import router as messages_router  # noqa: PLC0415
-    from guard.proxy.endpoints import router as tools_router  # noqa: PLC0415
     from guard.records.endpoints import router as records_router  # noqa: PLC0415
     from guard.subjects.compliance_endpoints import router as compliance_router  # noqa: PLC0415
     from guard.subjects.endpoints import router as subjects_router  # noqa: PLC0415
@@ -181,7 +194,6 @@ def _include_optional_routers(app: FastAPI) -> None:
     app.include_router(access_router)
     app.include_router(records_router)
     app.include_router(messages_router)
-    app.include_router(tools_router)
     app.include_router(incidents_router)
     app.include_router(export_router)
     app.include_router(subjects_router)

@@ -46,6 +46,7 @@ class Services:
         self.metrics.close()
         if self.owns_analysis:
             self.analysis.close()
+        self.api_keys.close()
         self.engine.dispose()
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import delete, func, insert, or_, select, text
+from sqlalchemy.orm import Session
 
 from guard.audit.models import AuditCheckpoint, AuditEvent, AuditPrune
 
@@ -12,8 +13,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
     from datetime import datetime
 
-    from sqlalchemy import Row, Select, Table
-    from sqlalchemy.orm import Session
+    from sqlalchemy import Connection, Row, Select, Table
 
     from guard.audit.schemas import AuditFilters
 
@@ -27,17 +27,25 @@ _PRUNES = cast("Table", AuditPrune.__table__)
 
 
 class AuditRepository:
-    """Queries over audit_events and audit_checkpoints within one session."""
+    """Queries over audit_events and audit_checkpoints within one session (or connection).
 
-    def __init__(self, session: Session) -> None:
+    The audit writer passes a connection of its own (see :mod:`guard.audit.writer`).
+    """
+
+    def __init__(self, session: Session | Connection) -> None:
         self._session = session
+
+    def _dialect_name(self) -> str:
+        session = self._session
+        bind = session.get_bind() if isinstance(session, Session) else session
+        return str(bind.dialect.name)
 
     def lock_chain(self) -> None:
         """Serialise appenders until this transaction ends (PostgreSQL advisory lock).
 
         On SQLite the session's transaction already began with ``BEGIN IMMEDIATE``.
         """
-        if self._session.get_bind().dialect.name == "postgresql":
+        if self._dialect_name() == "postgresql":
             self._session.execute(
                 text(
                     "SELECT pg_advisory_xact_lock(:cls, "
@@ -211,7 +219,7 @@ class AuditRepository:
         append-only trigger lets a DELETE through only below a seal this transaction names
         (``guard.audit_prune``, set here for this transaction alone).
         """
-        if self._session.get_bind().dialect.name == "postgresql":
+        if self._dialect_name() == "postgresql":
             self._session.execute(
                 text("SELECT set_config('guard.audit_prune', :seq, true)"), {"seq": str(seq)}
             )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
+import anyio.to_thread
 from fastapi import APIRouter, Depends, Request
 
 from guard.access.permissions import TOOLS_CALL, TOOLS_LIST
@@ -76,7 +77,7 @@ def list_tools(
     response_model=ToolCallResponse,
     responses={404: {"description": "-"}, 502: {"description": "-"}, 504: {"description": "-"}},
 )
-def call_tool(
+async def call_tool(
     name: str,
     body: ToolCallRequest,
     request: Request,
@@ -86,7 +87,13 @@ def call_tool(
 
     Upstream failures are 502/504 problems naming the tool, never the upstream's body.
     """
-    result = tools_of(request).call(
-        caller.principal, name, body.arguments, request_id=caller.request_id
-    )
-    return ToolCallResponse(tool=name, content=result.content, request_id=caller.request_id)
+
+    def call() -> ToolCallResponse:
+        result = tools_of(request).call(
+            caller.principal, name, body.arguments, request_id=caller.request_id
+        )
+        return ToolCallResponse(tool=name, content=result.content, request_id=caller.request_id)
+
+    # async, with the blocking call in one worker thread: a sync endpoint would take a second
+    # thread hop after it to validate the response model
+    return await anyio.to_thread.run_sync(call)

@@ -18,6 +18,7 @@ import structlog
 from click.testing import CliRunner
 from fastapi import FastAPI, Request  # noqa: TC002 - FastAPI reads the test routes' annotations
 from fastapi.responses import JSONResponse
+from opentelemetry import _logs as otel_logs
 
 from guard.api.app import create_app
 from guard.cli import main
@@ -351,6 +352,41 @@ def test_when_a_request_fails_with_500_then_the_keep_alive_connection_survives(
     logs = "".join(capfd.readouterr())
     assert "Traceback" not in logs
     assert EMAIL not in logs
+
+
+class _KeptLogs(otel_logs.LoggerProvider):
+    """An OpenTelemetry logger provider that keeps every record it is given (as a deployment's
+    exporter would ship them)."""
+
+    def __init__(self) -> None:
+        self.records: list[str] = []
+
+    def get_logger(self, name: str, *args: object, **kwargs: object) -> otel_logs.Logger:
+        del name, args, kwargs  # one logger for every instrumentation scope
+        provider = self
+
+        class _Logger(otel_logs.Logger):
+            def emit(self, record: object = None, **fields: object) -> None:
+                provider.records.append(repr((record, fields)))
+
+        return _Logger()
+
+
+def test_fastapi_own_telemetry_never_sees_a_failing_request(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A deployment's global OpenTelemetry logger gets no record of an unexpected exception.
+
+    FastAPI's native telemetry would emit the exception (its message may quote the request);
+    guard switches it off and logs exception types only, through its own processors.
+    """
+    kept = _KeptLogs()
+    monkeypatch.setattr(otel_logs, "get_logger_provider", lambda: kept)
+    monkeypatch.setattr(otel_logs, "get_logger", kept.get_logger)
+    app = _app_with_test_routes(api)
+    with serving(app) as url, httpx.Client(base_url=url) as client:
+        assert_problem(client.get("/test/boom"), 500, "internal")
+    assert kept.records == []
 
 
 def test_every_log_line_of_a_request_carries_its_id_and_no_other(
