@@ -354,37 +354,53 @@ def test_when_a_request_fails_with_500_then_the_keep_alive_connection_survives(
     assert EMAIL not in logs
 
 
+class _KeptLogger(otel_logs.Logger):
+    """An OpenTelemetry logger that keeps every record it is given, enabled for all."""
+
+    def __init__(self, name: str, records: list[str]) -> None:
+        super().__init__(name)
+        self.records = records
+
+    def emit(self, record: object = None, **fields: object) -> None:
+        self.records.append(repr((record, fields)))
+
+    def enabled(self, **_: object) -> bool:
+        return True
+
+
 class _KeptLogs(otel_logs.LoggerProvider):
-    """An OpenTelemetry logger provider that keeps every record it is given (as a deployment's
-    exporter would ship them)."""
+    """An OpenTelemetry logger provider whose loggers keep what they are given (as a
+    deployment's exporter would ship it)."""
 
     def __init__(self) -> None:
         self.records: list[str] = []
 
     def get_logger(self, name: str, *args: object, **kwargs: object) -> otel_logs.Logger:
-        del name, args, kwargs  # one logger for every instrumentation scope
-        provider = self
-
-        class _Logger(otel_logs.Logger):
-            def emit(self, record: object = None, **fields: object) -> None:
-                provider.records.append(repr((record, fields)))
-
-        return _Logger()
+        del args, kwargs  # one kind of logger for every instrumentation scope
+        return _KeptLogger(name, self.records)
 
 
-def test_fastapi_own_telemetry_never_sees_a_failing_request(
+def test_fastapi_own_telemetry_stays_off_with_a_global_logger_configured(
     api: Api, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A deployment's global OpenTelemetry logger gets no record of an unexpected exception.
+    """A deployment's global OpenTelemetry logger does not switch FastAPI's telemetry on.
 
-    FastAPI's native telemetry would emit the exception (its message may quote the request);
-    guard switches it off and logs exception types only, through its own processors.
+    FastAPI's native telemetry would observe every request and emit an escaping exception with
+    its message (which may quote the request); guard switches it off and logs exception types
+    only, through its own processors. Observed from inside a request: FastAPI marks the scope
+    of every request it observes.
     """
     kept = _KeptLogs()
     monkeypatch.setattr(otel_logs, "get_logger_provider", lambda: kept)
     monkeypatch.setattr(otel_logs, "get_logger", kept.get_logger)
     app = _app_with_test_routes(api)
+
+    async def observed(request: Request) -> JSONResponse:
+        return JSONResponse({"observed": "fastapi.telemetry" in request.scope})
+
+    app.add_route("/test/observed", observed)
     with serving(app) as url, httpx.Client(base_url=url) as client:
+        assert client.get("/test/observed").json() == {"observed": False}
         assert_problem(client.get("/test/boom"), 500, "internal")
     assert kept.records == []
 
