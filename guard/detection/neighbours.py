@@ -25,6 +25,7 @@ from guard.detection.recognizers.gazetteer import NOT_SURNAMES, first_names, sur
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
+_DIGIT = re.compile(r"\d")
 #: Candidates added here score above the default threshold and below the NER's 0.85.
 NEIGHBOUR_SCORE = 0.6
 #: A postal code beside a place: above the NER's ORGANIZATION guess for "Bermuda 30412".
@@ -72,18 +73,19 @@ def neighbour_candidates(text: str, candidates: Iterable[Candidate]) -> list[Can
         elif cand.entity_type == "PERSON":
             people.add((cand.start, cand.end))
     added = [
-        Candidate(start, end, "ZIP_CODE", POSTAL_CODE_SCORE)
-        for start, end in postal_codes_beside(text, places)
-    ]
-    added.extend(
         Candidate(start, end, "PERSON", NEIGHBOUR_SCORE)
         for start, end in _conjuncts(text, people)
         if (start, end) not in taken
-    )
-    added.extend(
-        Candidate(start, end, "ORGANIZATION", NEIGHBOUR_SCORE)
-        for start, end in _venues(text, {start for start, end in places})
-    )
+    ]
+    if places and _DIGIT.search(text) is not None:  # a postal code, an address's number
+        added.extend(
+            Candidate(start, end, "ZIP_CODE", POSTAL_CODE_SCORE)
+            for start, end in postal_codes_beside(text, places)
+        )
+        added.extend(
+            Candidate(start, end, "ORGANIZATION", NEIGHBOUR_SCORE)
+            for start, end in _venues(text, {start for start, end in places})
+        )
     return added
 
 

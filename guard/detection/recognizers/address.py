@@ -321,7 +321,7 @@ PATTERN_GATES: dict[re.Pattern[str] | regex.Pattern[str], Callable[[str], bool]]
     _STREET_TYPE_FIRST: searches_folded(alternation(_LEADING_TYPES) + r"\.?\s"),
     _HOUSE_TYPE_NAME: searches_folded(r"\d[a-z]?[ \t]+" + alternation(_LEADING_TYPES)),
     _COMPOUND_STREET: searches_folded(alternation(_STREET_ENDINGS) + r"\.?\s+\d"),
-    _NAME_THEN_TYPE: searches_folded(alternation(_TYPES_AFTER_NAME) + r"\.?[ \t]+\d"),
+    _NAME_THEN_TYPE: searches_folded(r"[ \t]" + alternation(_TYPES_AFTER_NAME) + r"\.?[ \t]+\d"),
     _PO_BOX: contains_any("box", "po"),
     _NUMBERED_LINE_WITH_REGION: searches(rf"\b(?:{_US_STATES})[ \t]+\d"),
     _UNIT_ALONE: contains_any(*_UNIT_WORDS),
