@@ -27,6 +27,8 @@ from presidio_analyzer.nlp_engine import (
 from spacy.lang.en.stop_words import STOP_WORDS
 from spacy.tokens import Span
 
+from guard.detection.recognizers.address import UNIT_WORDS
+
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
 
@@ -114,10 +116,6 @@ ROLE_NOUNS = frozenset(
     """.split()
 )
 
-#: Unit designators of an address. Written right after a name on an envelope line ("Ms. Holly
-#: Prošková Apt. 370"), the NER takes them into the name; they begin the address.
-UNIT_WORDS = frozenset("apt apartment suite ste unit flat room floor bldg building".split())
-
 #: A name, place, organisation or group has at least this many letters.
 MIN_LETTERS = 2
 #: A chunk of this many letters or more made of one repeated letter ("xxxx").
@@ -141,7 +139,8 @@ def ner_entity(doc: Doc, start: int, end: int, label: str) -> Span | None:
     if label == "PERSON":
         while end - start > 1 and doc[start].lower_ in ROLE_NOUNS:
             start += 1
-        # "Mrs. Diana Weöres Apt. 434 40 Rue ...": the unit after a name starts the address
+        # "Ms. Holly Prošková Apt. 370 ...": the NER takes the unit after a name into the name;
+        # it starts the address
         while end - start > 1 and doc[end - 1].lower_.rstrip(".") in UNIT_WORDS:
             end -= 1
     span = Span(doc, start, end, label=label)

@@ -316,6 +316,9 @@ _UNIT_WORDS = (
     "suite", "ste", "apt", "apartment", "unit", "flat", "room", "rm", "floor", "fl", "bldg",
     "building", "lot", "#",
 )  # fmt: skip
+#: The unit designators as words (lower case): written after a name on an envelope line they
+#: begin the address, never the name (``guard.detection.nlp``, the gazetteer's surnames).
+UNIT_WORDS = frozenset(word for word in _UNIT_WORDS if word.isalpha())
 PATTERN_GATES: dict[re.Pattern[str] | regex.Pattern[str], Callable[[str], bool]] = {
     _STREET_TYPE_LAST: searches_folded(rf"\s{_STREET_TYPE_TREE}"),
     _STREET_TYPE_FIRST: searches_folded(alternation(_LEADING_TYPES) + r"\.?\s"),

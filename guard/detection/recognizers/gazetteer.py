@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import regex
 from spacy.lang.en.stop_words import STOP_WORDS
 
+from guard.detection.recognizers.address import UNIT_WORDS
 from guard.detection.recognizers.base import Finding, GuardRecognizer, has_upper
 
 if TYPE_CHECKING:
@@ -45,13 +46,16 @@ COMMON_WORD_NAMES = frozenset(
 _WORD = re.compile(r"[^\W\d_](?:[^\W\d_]|['’\-])*+")
 _PARTICLES = frozenset("van von der den de da di du la le del della dos das bin ibn al el".split())
 #: Words that follow a first name without being a surname.
-NOT_SURNAMES = frozenset(STOP_WORDS) | frozenset(
-    """
+NOT_SURNAMES = (
+    frozenset(STOP_WORDS)
+    | frozenset(
+        """
     said says asked told wrote called thanks thank please hi hello dear and or but version
     account accounts concert fan fans novel book song songs album band team office store
     here there today tomorrow yesterday now then just also still really very again
-    apt apartment suite ste unit flat room floor bldg building
     """.split()
+    )
+    | UNIT_WORDS
 )
 
 
