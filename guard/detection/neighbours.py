@@ -44,6 +44,8 @@ _CONJUNCT_BEFORE = re.compile(
 )
 #: How far before a name its conjunct is read (a word of up to 30 letters and " and ").
 _CONJUNCT_CHARS = 40
+#: How the text before a name ends, blanks aside, where ``_CONJUNCT_BEFORE`` can match.
+_JOINER_ENDS = (",", "and", "or", "&")
 _VENUE_WORD = r"[^\W_][\w&'\u2019.\-]*"
 #: A venue named right before its address, after "at": "meet at Ideas42, 30 Veslebakken 48".
 _VENUE_BEFORE = re.compile(
@@ -97,13 +99,21 @@ def _conjuncts(text: str, people: set[tuple[int, int]]) -> set[tuple[int, int]]:
     """
     found: set[tuple[int, int]] = set()
     for start, end in people:
+        after = _CONJUNCT_AFTER.match(text, end)
+        window = max(0, start - _CONJUNCT_CHARS)
+        # the search tries every position of the window: only where a joiner ends it
+        before = (
+            _CONJUNCT_BEFORE.search(text, window, start)
+            if text[window:start].rstrip(" \t").endswith(_JOINER_ENDS)
+            else None
+        )
+        if after is None and before is None:
+            continue
         words = text[start:end].split()
         if not words or not (_name_like(words[0]) or _name_like(words[-1])):
             continue
-        after = _CONJUNCT_AFTER.match(text, end)
         if after is not None and _may_be_a_name(after.group("name")):
             found.add(after.span("name"))
-        before = _CONJUNCT_BEFORE.search(text, max(0, start - _CONJUNCT_CHARS), start)
         if before is not None and _may_be_a_name(before.group("name")):
             found.add(before.span("name"))
     return found

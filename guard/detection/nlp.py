@@ -173,6 +173,10 @@ def degenerate(text: str) -> bool:
     """
     letters = 0
     for chunk in text.split():
+        if len(chunk) < MIN_REPEATED_RUN and chunk.isascii():
+            # too short for any rule, and casefold keeps an ASCII chunk's length
+            letters += len(chunk) if chunk.isalpha() else sum(ch.isalpha() for ch in chunk)
+            continue
         lowered = chunk.casefold()
         distinct = set(lowered)
         alphabetic = lowered.isalpha()
@@ -187,7 +191,7 @@ def degenerate(text: str) -> bool:
             and not distinct & _VOWELS
         ):
             return True
-        letters += sum(ch.isalpha() for ch in chunk)
+        letters += len(chunk) if chunk.isalpha() else sum(ch.isalpha() for ch in chunk)
     return letters < MIN_LETTERS
 
 
@@ -209,12 +213,16 @@ class DetectionArtifacts(NlpArtifacts):
     ) -> None:
         self.entities = entities
         self.tokens = tokens
-        self.tokens_indices = [token.idx for token in tokens]
         self.lemmas: list[str] = []
         self.keywords: list[str] = []
         self.nlp_engine = nlp_engine
         self.language = language
         self.scores = scores
+
+    @property
+    def tokens_indices(self) -> list[int]:  # type: ignore[override] # an attribute in Presidio
+        """Each token's offset, listed when asked: only Presidio's lemma enhancer asks."""
+        return [token.idx for token in self.tokens]
 
 
 class GuardNlpEngine(SpacyNlpEngine):

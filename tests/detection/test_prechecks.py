@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from guard.detection.evaluation import load_dataset
+from guard.detection.recognizers import names
 from guard.detection.recognizers.base import unchecked
 from guard.detection.variants import variant_texts
 
@@ -81,6 +82,10 @@ _PIECES = [
     "of", "at", "T", "Z", "pm", "bc1", "SSN", "zip", "postal code", "IL", "password", "pin",
     "key", "token", "sk-", "AKIA", "ghp_", "eyJ", "street", "Ave", "Ltd", "Inc", "Mr.", "age",
     "years old", "\u017f", "\u212a", "\u0131", "\u0130", "\u0663", "\u00a0", "GB", "LC55",
+    # the words the gates of names, ages, employers, organisations and job titles look for
+    "Smith", "Jones", "and", "AG", "A/S", "Sons", "& Co", "Office", "the", "works at", "joined",
+    "work as a", "nurse", "biologist", "Best regards", "Dr", "M.", "Mrs", "hi", "thanks",
+    "my name is", "turned", "aged", "I'm", "in my", "30s", "y/o", "message",
 ]  # fmt: skip
 _STRINGS = st.lists(
     st.one_of(
@@ -120,3 +125,71 @@ def test_values_the_old_prechecks_skipped_are_looked_at(detector: Detector, text
     finders = [name for name, precheck, findings in prechecked(detector) if findings(text)]
     assert finders
     assert all(precheck(text) for name, precheck, _ in prechecked(detector) if name in finders)
+
+
+@pytest.mark.parametrize(
+    ("recognizer", "text"),
+    [
+        ("GuardEmployerRecognizer", "She works at Globex."),
+        ("GuardEmployerRecognizer", "He was employed by Initech."),
+        ("GuardEmployerRecognizer", "My employer is Hooli."),
+        ("GuardEmployerRecognizer", "I spent two years at Vandelay."),
+        ("GuardEmployerRecognizer", "She interned at Hooli."),
+        ("GuardEmployerRecognizer", "The band recorded for Motown."),
+        ("GuardEmployerRecognizer", "Last year he joined Umbrella."),
+        ("GuardEmployerRecognizer", "I was hired by Cyberdyne."),
+        ("GuardEmployerRecognizer", "I write on behalf of Tyrell."),
+        ("GuardEmployerRecognizer", "Call the Wayne Enterprises office today"),
+        ("GuardEmployerRecognizer", "Meet at the Stark HQ tomorrow"),
+        ("GuardEmployerRecognizer", "Bridgewater is the brainchild of Ray."),
+        ("GuardOrganizationRecognizer", "Hansen Shipping A/S sent it today"),
+        ("GuardOrganizationRecognizer", "He works for Mueller Bau AG now"),
+        ("GuardOrganizationRecognizer", "Our counsel is Davis, Reynolds and Williamson."),
+        ("GuardOrganizationRecognizer", "counsel: davis, reynolds and williamson"),
+        ("GuardOrganizationRecognizer", "The Department of Motor Vehicles wrote"),
+        ("GuardOrganizationRecognizer", "Northwind Traders Ltd. paid it"),
+        ("GuardJobTitleRecognizer", "I work as a sommelier."),
+        ("GuardJobTitleRecognizer", "Occupation: plumber"),
+        ("GuardJobTitleRecognizer", "I'm a registered nurse and I need help."),
+        ("GuardJobTitleRecognizer", "She retired as a marine biologist."),
+        ("GuardJobTitleRecognizer", "Best regards,\nJane Doe\nSenior Account Manager"),
+        ("GuardAgeRecognizer", "He is 37 years old."),
+        ("GuardAgeRecognizer", "a 37-year-old customer"),
+        ("GuardAgeRecognizer", "aged 37"),
+        ("GuardAgeRecognizer", "Age: 37"),
+        ("GuardAgeRecognizer", "I just turned 40."),
+        ("GuardAgeRecognizer", "he is 37 y/o"),
+        ("GuardAgeRecognizer", "I'm 37 and tired"),
+        ("GuardAgeRecognizer", "a woman in her late 60s"),
+    ],
+)
+def test_each_gated_frame_passes_its_precheck(
+    detector: Detector, recognizer: str, text: str
+) -> None:
+    """Every frame behind a keyword gate, once: the recognizer finds it, and its pre-check
+    lets it through (generated strings rarely spell a whole frame)."""
+    checks = {name: (precheck, findings) for name, precheck, findings in prechecked(detector)}
+    precheck, findings = checks[recognizer]
+    assert findings(text) > 0
+    assert precheck(text)
+
+
+@pytest.mark.parametrize(
+    ("pattern", "text"),
+    [
+        ("_ADDRESSED", "Hi Maria, can you help?"),
+        ("_ADDRESSED", "Thanks David"),
+        ("_ADDRESSED", "thank you Anna"),
+        ("_TITLED", "I spoke to Mr. Pavlović yesterday"),
+        ("_TITLED", "Write to M. Dupont please"),
+        ("_TITLED", "Sig.ra Rossi called"),
+        ("_INTRODUCED", "my name is joseph banter"),
+        ("_INTRODUCED", "it's under Alvarez"),
+        ("_INTRODUCED", "The account holder is Lena"),
+    ],
+)
+def test_each_gated_name_frame_passes_its_gate(pattern: str, text: str) -> None:
+    """The chat-name patterns' word gates, once per frame: the pattern matches, the gate opens."""
+    compiled = getattr(names, pattern)
+    assert compiled.search(text) is not None
+    assert names.PATTERN_GATES[compiled](text)

@@ -17,7 +17,13 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
-from guard.detection.recognizers.base import Finding, GuardRecognizer, folded, searches_folded
+from guard.detection.recognizers.base import (
+    Finding,
+    GuardRecognizer,
+    folded,
+    has_word,
+    searches_folded,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
@@ -104,6 +110,9 @@ _DECADE_WORD = _holds("0s", "0's", "0’s", "ties")
 _POSSESSIVE_AFTER_IN = searches_folded(r"\bin[ \t]+(?:my|his|her|their|your|our)[ \t]")
 
 
+_HAS_CUE_WORD = has_word("old", "age", "aged", "ages", "turn", "turns", "turned", "turning")
+
+
 def _number_then_connective(text: str) -> bool:
     return _has_digit(text) and _CONNECTIVE_AFTER_DIGIT(text)
 
@@ -113,13 +122,15 @@ def _decade_after_possessive(text: str) -> bool:
 
 
 #: For each pattern, a cheap test that every match of it passes (a keyword it must hold):
-#: a pattern whose gate is closed is not run. Substring tests first, regexes only behind
-#: them (tests/detection/test_classes.py checks the gates on generated text).
+#: a pattern whose gate is closed is not run. The cue words stand whole in every match, so
+#: they are looked up in the text's word set (``has_word``: "message" holds "age", not the
+#: word); substring tests next, regexes only behind them (tests/detection/test_classes.py
+#: checks the gates on generated text).
 PATTERN_GATES: dict[re.Pattern[str], Callable[[str], bool]] = {
-    _WITH_UNIT: _holds("old", "age"),
+    _WITH_UNIT: has_word("old", "age"),
     _YEARS_OLD_ABBREVIATED: lambda text: _ABBREVIATION(text) and _has_digit(text),
-    _AFTER_CUE: _holds("age"),
-    _TURNED: _holds("turn"),
+    _AFTER_CUE: has_word("aged", "age", "ages"),
+    _TURNED: has_word("turn", "turns", "turned", "turning"),
     _IS_NUMBER: _number_then_connective,
     _DECADE: _decade_after_possessive,
 }
@@ -131,9 +142,9 @@ def _any_gate(text: str) -> bool:
     Written out: it runs on every text, and a generator over the gates cost more than the
     tests themselves.
     """
-    low = folded(text)
-    if "old" in low or "age" in low or "turn" in low:
+    if _HAS_CUE_WORD(text):
         return True
+    low = folded(text)
     if ("y/" in low or "y." in low or "yo" in low) and _has_digit(text):
         return True
     return _number_then_connective(text) or _decade_after_possessive(text)

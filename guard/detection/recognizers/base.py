@@ -95,13 +95,56 @@ def folded(text: str) -> str:
     return text.lower() if text.isascii() else text.translate(_REGEX_FOLDS).lower()
 
 
+_WORD_RUN = re.compile(r"\w+")
+
+
+@lru_cache(maxsize=4)
+def words(text: str) -> frozenset[str]:
+    """The words of the folded text (its maximal runs of word characters); cached per text.
+
+    One pass over the text answers every "is this word in it" gate of every recognizer: a
+    word that a pattern needs whole (between word boundaries, or between blanks) is in this
+    set exactly when it stands in the text.
+    """
+    return frozenset(_WORD_RUN.findall(folded(text)))
+
+
+def has_word(*keywords: str) -> Callable[[str], bool]:
+    """A pre-check: one of ``keywords`` (lower-case words) stands whole in the text."""
+    wanted = frozenset(k.lower() for k in keywords)
+
+    def check(text: str) -> bool:
+        return not wanted.isdisjoint(words(text))
+
+    return check
+
+
+#: Above this many keywords, ``contains_any`` searches for all of them in one regex pass.
+_LOOP_NEEDLES = 3
+
+
 def contains_any(*needles: str) -> Callable[[str], bool]:
-    """A pre-check: the folded text contains one of ``needles`` (lower-case keywords)."""
-    lowered = tuple(n.lower() for n in needles)
+    """A pre-check: the folded text contains one of ``needles`` (lower-case keywords).
+
+    A few keywords are looked for one by one (``in`` is a C search); more, by one regex of
+    them factored by prefix (``prefix_tree``), which reads the text once. A generator over the
+    keywords cost more than the searches themselves: these checks run on every text.
+    """
+    lowered = tuple(dict.fromkeys(n.lower() for n in needles))
+    if len(lowered) > _LOOP_NEEDLES:
+        search = re.compile(prefix_tree(lowered)).search
+
+        def check_all(text: str) -> bool:
+            return search(folded(text)) is not None
+
+        return check_all
 
     def check(text: str) -> bool:
         low = folded(text)
-        return any(n in low for n in lowered)
+        for needle in lowered:  # noqa: SIM110 - a generator here cost more than the searches
+            if needle in low:
+                return True
+        return False
 
     return check
 

@@ -18,6 +18,7 @@ from guard.detection.recognizers.base import (
     all_of,
     contains_any,
     has_upper,
+    has_word,
 )
 from guard.detection.recognizers.gazetteer import NOT_SURNAMES
 from guard.detection.recognizers.organizations import job_head
@@ -68,11 +69,19 @@ _HONORIFIC = (
     r"(?:mrs|mr|ms|miss|mx|dr|prof|sir|madam|mister|herr|frau|sra|srta|sr|doña"
     r"|mme|mlle|sig(?:\.ra|ra)?|(?-i:M)(?=\.))"
 )
-#: What every honorific contains, in folded text (the gate of ``_TITLED``).
-_HONORIFIC_KEYS = (
-    "mr", "ms", "miss", "mx", "dr", "prof", "sir", "madam", "mister", "herr", "frau", "sr",
-    "doña", "mme", "mlle", "sig", "m.",
+#: The honorifics as words: each stands whole before its "." or blank (the gate of
+#: ``_TITLED``, with "M." in capitals looked for apart: the word "m" is in every "I'm").
+_HONORIFIC_WORDS = (
+    "mrs", "mr", "ms", "miss", "mx", "dr", "prof", "sir", "madam", "mister", "herr", "frau",
+    "sra", "srta", "sr", "doña", "mme", "mlle", "sig", "sigra",
 )  # fmt: skip
+_HAS_HONORIFIC_WORD = has_word(*_HONORIFIC_WORDS)
+
+
+def _may_hold_an_honorific(text: str) -> bool:
+    return _HAS_HONORIFIC_WORD(text) or "M." in text
+
+
 _TITLED = re.compile(
     rf"""\b(?P<honorific>{_HONORIFIC})\.?(?:[ \t]+{_HONORIFIC}\.?){{0,2}}[ \t]+
          (?P<name>{_CAP_WORD}(?:[ \t]+{_CAP_WORD}){{0,3}})""",
@@ -110,17 +119,20 @@ _ROLES = frozenset(
 )
 
 
+#: The words of ``_ADDRESSED``'s greetings, each whole between word boundaries.
 _GREETINGS = (
-    "hi", "hello", "hey", "dear", "thank", "thx", "ty", "bye", "morning", "evening", "afternoon",
-    "welcome", "sorry", "great", "okay", "ok", "sure", "cheers", "regards", "sincerely", "best",
+    "hi", "hello", "hey", "dear", "thanks", "thank", "thx", "ty", "bye", "goodbye", "morning",
+    "evening", "afternoon", "welcome", "sorry", "great", "okay", "ok", "sure", "cheers",
+    "regards", "sincerely", "best",
 )  # fmt: skip
-#: For each pattern, keywords one of which every match holds (a property test checks it); a
-#: pattern whose keywords are all absent is not run (on hostile text each one tries a match at
-#: every word boundary).
+#: For each pattern, words one of which every match holds whole (a property test checks it);
+#: a pattern whose words are all absent is not run (on hostile text each one tries a match at
+#: every word boundary). Whole words, looked up in the text's word set (``has_word``): as
+#: substrings, "ty" (in "city") and "dr" (in "address") opened the gates of most texts.
 PATTERN_GATES: dict[re.Pattern[str], Callable[[str], bool]] = {
-    _TITLED: contains_any(*_HONORIFIC_KEYS),
-    _INTRODUCED: contains_any("name", "call", "under", "holder"),
-    _ADDRESSED: contains_any(*_GREETINGS),
+    _TITLED: _may_hold_an_honorific,
+    _INTRODUCED: has_word("name", "call", "under", "holder"),
+    _ADDRESSED: has_word(*_GREETINGS),
     _SPEAKER: all_of(contains_any(":"), contains_any('"', "“")),
 }
 

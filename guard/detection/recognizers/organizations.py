@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import re
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from spacy.lang.en.stop_words import STOP_WORDS
@@ -19,8 +20,10 @@ from guard.detection.recognizers.base import (
     GuardRecognizer,
     RegexRecognizer,
     contains_any,
+    folded,
     has_upper,
     prefix_tree,
+    searches,
     searches_folded,
 )
 
@@ -65,16 +68,27 @@ def _plausible(value: str) -> bool:
     return not any(w.lower() in STOP_WORDS and w.lower() not in _JOINERS for w in words[:-1])
 
 
-#: Every match of ``_ORG`` holds one of these (a legal form, a head noun, the "and" of a
-#: firm name): text without any is skipped ("1 1 1 ...": 1.4 s for 1 MB before).
+#: Every match of ``_ORG`` holds one of these keywords (a legal form, a head noun), one of
+#: the upper-case legal forms (matched case-sensitively), or the ", Y and" of a firm name:
+#: text without any is skipped ("1 1 1 ...": 1.4 s for 1 MB before). The short forms and
+#: "and" are in nearly every English text, so they are looked for only where ``_ORG`` can
+#: match them: after a blank, and in a list "X, Y and Z" (tests/detection: the pre-check
+#: invariant holds the three to it).
 _ORG_KEYWORDS = (
     "ltd", "limited", "inc", "llc", "l.l.c.", "llp", "plc", "gmbh", "s.a.", "s.l.", "b.v.",
-    "n.v.", "ag", "oy", "ab", "as", "a/s", "sa", "nv", "bv", "s.p.a.", "corp", "company", "co.",
-    "group", "holdings", "partners", "associates", "sons", "bank", "insurance", "foundation",
-    "institute", "university", "college", "hospital", "clinic", "agency", "services",
-    "solutions", "technologies", "systems", "industries", "department", "ministry", "office",
-    "bureau", "and",
+    "n.v.", "s.p.a.", "corp", "company", "co.", "group", "holdings", "partners", "associates",
+    "sons", "bank", "insurance", "foundation", "institute", "university", "college", "hospital",
+    "clinic", "agency", "services", "solutions", "technologies", "systems", "industries",
+    "department", "ministry", "office", "bureau",
 )  # fmt: skip
+_HAS_ORG_KEYWORD = contains_any(*_ORG_KEYWORDS)
+_HAS_UPPER_LEGAL_FORM = searches(r"[ \t](?:A[GBS]|A/S|OY|SA|NV|BV)")
+_HAS_FIRM_LIST = searches_folded(r",[ \t]+[\w'’\-]+[ \t]+and[ \t]")
+
+
+def _may_hold_an_organization(text: str) -> bool:
+    """``organization_recognizer``'s pre-check: a keyword, an upper-case form, a firm list."""
+    return _HAS_ORG_KEYWORD(text) or _HAS_UPPER_LEGAL_FORM(text) or _HAS_FIRM_LIST(text)
 
 
 def organization_recognizer() -> RegexRecognizer:
@@ -84,7 +98,7 @@ def organization_recognizer() -> RegexRecognizer:
         name="GuardOrganizationRecognizer",
         pattern=_ORG,
         score=0.65,
-        precheck=contains_any(*_ORG_KEYWORDS),
+        precheck=_may_hold_an_organization,
         validate=_plausible,
     )
 
@@ -345,15 +359,32 @@ _SIGN_OFF = re.compile(
 )
 #: An occupation noun or ending anywhere in the text, in folded text: every weak frame's
 #: title ends in one (``job_head``), so where none is, the weak frames cannot find a title.
-_ANY_JOB_HEAD = searches_folded(
-    r"\b" + prefix_tree(sorted(JOB_NOUNS)) + r"s?\b|(?:" + "|".join(JOB_SUFFIXES) + r")s?\b"
-)
+_JOB_NOUN_SEARCH = re.compile(r"\b" + prefix_tree(sorted(JOB_NOUNS)) + r"s?\b").search
+_JOB_SUFFIX_SEARCH = re.compile(r"(?:" + prefix_tree(JOB_SUFFIXES) + r")s?\b").search
+
+
+@lru_cache(maxsize=4)
+def _any_job_head(text: str) -> bool:
+    """Whether ``text`` holds an occupation noun or ending; cached, the recognizer asks twice.
+
+    Two searches: an ending (unanchored) is a short alternation the engine tries fast, and
+    the nouns are anchored at word starts.
+    """
+    low = folded(text)
+    return _JOB_SUFFIX_SEARCH(low) is not None or _JOB_NOUN_SEARCH(low) is not None
+
+
+def _may_name_a_job(text: str) -> bool:
+    """``JobTitleRecognizer``'s pre-check: a strong frame's word or an occupation noun."""
+    return TITLE_GATES[_STRONG_FRAMES](text) or _any_job_head(text)
+
+
 #: For each frame, a cheap search without which it finds no title (a property test checks
 #: it): a frame whose gate is closed is not run. Weak frames are gated by their title's head,
 #: which is rarer in text than the verbs of the frame.
 TITLE_GATES: dict[re.Pattern[str], Callable[[str], bool]] = {
     _STRONG_FRAMES: searches_folded(r"work|employed|hired|job|occupation|profession|designation"),
-    _WEAK_FRAMES: _ANY_JOB_HEAD,
+    _WEAK_FRAMES: _any_job_head,
 }
 #: Words that may join the words of a title ("Time and attendance clerk").
 _TITLE_JOINERS = frozenset({"and", "&"})
@@ -405,7 +436,7 @@ class JobTitleRecognizer(GuardRecognizer):
     WEAK_SCORE = 0.65
 
     def __init__(self) -> None:
-        super().__init__(entity="TITLE", name="GuardJobTitleRecognizer")
+        super().__init__(entity="TITLE", name="GuardJobTitleRecognizer", precheck=_may_name_a_job)
 
     def find(self, text: str) -> Iterable[Finding]:
         """Titles in each frame, and under the name in a signature."""
@@ -419,7 +450,7 @@ class JobTitleRecognizer(GuardRecognizer):
                 if end is not None:
                     score = self.STRONG_SCORE if strong else self.WEAK_SCORE
                     yield match.start("phrase"), end, score
-        if "\n" in text and _ANY_JOB_HEAD(text):
+        if "\n" in text and _any_job_head(text):
             yield from self._signature_titles(text)
 
     def _signature_titles(self, text: str) -> Iterable[Finding]:
@@ -466,6 +497,14 @@ _EMPLOYER = re.compile(
 )
 
 
+#: A word every frame of ``_EMPLOYER`` holds: the pattern tries every word boundary of a
+#: text, and most texts name no employer.
+_MAY_NAME_EMPLOYER = contains_any(
+    "work", "employ", "spent", "intern", "recorded", "joined", "hired", "behalf", "office",
+    "headquarters", "hq", "brainchild",
+)  # fmt: skip
+
+
 class EmployerRecognizer(GuardRecognizer):
     """ORGANIZATION: the name after "works at", "employed by", before "office is at".
 
@@ -475,7 +514,9 @@ class EmployerRecognizer(GuardRecognizer):
     SCORE = 0.86
 
     def __init__(self) -> None:
-        super().__init__(entity="ORGANIZATION", name="GuardEmployerRecognizer")
+        super().__init__(
+            entity="ORGANIZATION", name="GuardEmployerRecognizer", precheck=_MAY_NAME_EMPLOYER
+        )
 
     def find(self, text: str) -> Iterable[Finding]:
         """Employer names in their usual frames, if they are not plain words."""
