@@ -15,11 +15,11 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
-from presidio_analyzer import EntityRecognizer, RecognizerResult
+from presidio_analyzer import EntityRecognizer, PatternRecognizer, RecognizerResult
 from presidio_analyzer.predefined_recognizers import SpacyRecognizer
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
 _WORDS = re.compile(r"[^\W_]+", re.UNICODE)
 
@@ -105,3 +105,28 @@ class ContextBooster:
                 result.score = min(
                     1.0, max(result.score + SIMILARITY_FACTOR, MIN_SCORE_WITH_CONTEXT)
                 )
+
+
+def context_gate(recognizer: EntityRecognizer, threshold: float) -> Callable[[str], bool] | None:
+    """For a recognizer that reaches ``threshold`` only with context: a test for its words.
+
+    A pattern recognizer whose patterns all score below the threshold, and whose validation
+    cannot raise a score (Presidio's ``validate_result`` left as it is), reports nothing that
+    survives the threshold unless ``ContextBooster`` raises it, which needs one of its context
+    words inside a word of the lower-cased text. Where none is a substring of that text, the
+    recognizer need not run at all: the US driver's licence patterns (0.3 and 0.01) try
+    every word of every text. None for every other recognizer.
+    """
+    if not isinstance(recognizer, PatternRecognizer) or not recognizer.context:
+        return None
+    if type(recognizer).validate_result is not PatternRecognizer.validate_result:
+        return None
+    if max((p.score for p in recognizer.patterns), default=1.0) >= threshold:
+        return None
+    words = tuple(dict.fromkeys(word.lower() for word in recognizer.context))
+
+    def has_context_word(text: str) -> bool:
+        lowered = text.lower()
+        return any(word in lowered for word in words)
+
+    return has_context_word

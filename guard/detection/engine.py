@@ -42,7 +42,7 @@ from presidio_analyzer import AnalyzerEngine, RecognizerRegistry, RecognizerResu
 from presidio_analyzer.predefined_recognizers import SpacyRecognizer
 
 from guard.config import Settings, get_settings
-from guard.detection.context import ContextBooster
+from guard.detection.context import ContextBooster, context_gate
 from guard.detection.custom import (
     TenantLists,
     TenantsFile,
@@ -268,6 +268,9 @@ class Detector:
         )
         self._lists_cache: dict[str | None, _CompiledLists] = {}
         self._context = ContextBooster(self._recognizers)
+        # recognizers whose findings reach the threshold only with a context word are run
+        # only where one is in the text (context_gate): the output is the same
+        self._plan = [(r, context_gate(r, score_threshold)) for r in self._recognizers]
         log.info(
             "detector.ready",
             model=self.settings.nlp_model,
@@ -423,7 +426,9 @@ class Detector:
 
     def _run_recognizers(self, text: str, artifacts: NlpArtifacts) -> list[RecognizerResult]:
         results: list[RecognizerResult] = []
-        for recognizer in self._recognizers:
+        for recognizer, gate in self._plan:
+            if gate is not None and not gate(text):
+                continue
             found = recognizer.analyze(text=text, entities=self._entities, nlp_artifacts=artifacts)
             if found:
                 results.extend(found)
