@@ -2,8 +2,8 @@
 
 One run, same texts, same machine, same spaCy model:
 - vanilla Presidio: AnalyzerEngine defaults, one text at a time (how it is used);
-- the bare NER pass: spaCy tok2vec + ner over the texts with nlp.pipe, nothing else;
-  the physical limit of an NER-based detector with this model;
+- the bare NER pass: spaCy tok2vec + ner over the texts with nlp.pipe (in batches as large
+  as guard's), nothing else; the physical limit of an NER-based detector with this model;
 - guard: Detector.analyze_batch, single process; then both cores (two worker processes).
 
 Prints texts/second for each and the ratios guard/vanilla and guard/NER, plus micro F2 and
@@ -30,6 +30,7 @@ from guard.detection.baseline import VanillaPresidio
 from guard.detection.engine import Detector
 from guard.detection.evaluation import Span, load_dataset, map_label, score
 from guard.detection.model import load_pipeline
+from guard.detection.windows import DEFAULT_BATCH_TEXTS
 
 warnings.filterwarnings("ignore", message=r".*\[W095\].*")
 
@@ -78,7 +79,9 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     nlp = load_pipeline(settings)
     ner_rate = best_rate(
-        lambda: [len(d.ents) for d in nlp.pipe(texts, batch_size=64)], n, args.repeat
+        lambda: [len(d.ents) for d in nlp.pipe(texts, batch_size=DEFAULT_BATCH_TEXTS)],
+        n,
+        args.repeat,
     )
 
     detector = Detector(settings=settings, nlp=nlp)

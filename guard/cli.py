@@ -24,6 +24,7 @@ import structlog
 
 from guard.cligroup import EXIT_ADDRESS_UNAVAILABLE, EXIT_ENVIRONMENT, GuardGroup
 from guard.config import Settings, get_settings
+from guard.detection.windows import DEFAULT_BATCH_TEXTS
 from guard.errors import InputTooLargeError, InvalidInputError
 from guard.logging import configure_logging
 
@@ -492,7 +493,9 @@ def _parse_detect_line(raw: bytes, where: str, limit: int) -> tuple[object, str]
     help='JSONL file to write {"id", "entities"} lines to (no raw values).',
 )
 @click.option("--tenant", default=None, help="Apply this tenant's allow/deny lists.")
-@click.option("--batch-size", default=64, show_default=True, type=click.IntRange(1, 4096))
+@click.option(
+    "--batch-size", default=DEFAULT_BATCH_TEXTS, show_default=True, type=click.IntRange(1, 4096)
+)
 @click.option(
     "--progress/--no-progress", default=None, help="Progress bar (default: on a terminal)."
 )

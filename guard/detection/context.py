@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
-from presidio_analyzer import EntityRecognizer, PatternRecognizer, RecognizerResult
+from presidio_analyzer import EntityRecognizer, Pattern, PatternRecognizer, RecognizerResult
 from presidio_analyzer.predefined_recognizers import SpacyRecognizer
 
 if TYPE_CHECKING:
@@ -121,7 +121,8 @@ def context_gate(recognizer: EntityRecognizer, threshold: float) -> Callable[[st
         return None
     if type(recognizer).validate_result is not PatternRecognizer.validate_result:
         return None
-    if max((p.score for p in recognizer.patterns), default=1.0) >= threshold:
+    patterns: list[Pattern] = getattr(recognizer, "patterns", None) or []  # Presidio's, unannotated
+    if max((p.score for p in patterns), default=1.0) >= threshold:
         return None
     words = tuple(dict.fromkeys(word.lower() for word in recognizer.context))
 

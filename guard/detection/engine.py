@@ -92,7 +92,7 @@ from guard.detection.recognizers.secrets import (
     pin_recognizer,
     security_answer_recognizer,
 )
-from guard.detection.windows import WINDOW_MARGIN, window_bounds
+from guard.detection.windows import DEFAULT_BATCH_TEXTS, WINDOW_MARGIN, window_bounds
 from guard.errors import ConfigurationError, InputTooLargeError, InvalidInputError
 
 if TYPE_CHECKING:
@@ -294,7 +294,11 @@ class Detector:
         return next(self.analyze_batch([text], tenant=tenant))
 
     def analyze_batch(
-        self, texts: Iterable[str], *, tenant: str | None = None, batch_size: int = 64
+        self,
+        texts: Iterable[str],
+        *,
+        tenant: str | None = None,
+        batch_size: int = DEFAULT_BATCH_TEXTS,
     ) -> Iterator[list[DetectedEntity]]:
         """Detect PII in many texts; the NER runs over them in batches. Yields in order."""
         lists = self._lists(tenant)
@@ -324,7 +328,11 @@ class Detector:
         return window_bounds(view, size=self.window_chars, overlap=self.window_overlap)
 
     def candidates(
-        self, text: str, windows: Sequence[tuple[int, int]], *, batch_size: int = 64
+        self,
+        text: str,
+        windows: Sequence[tuple[int, int]],
+        *,
+        batch_size: int = DEFAULT_BATCH_TEXTS,
     ) -> list[Candidate]:
         """Raw findings of some of ``text``'s windows (from ``window_spans``), in window order.
 
