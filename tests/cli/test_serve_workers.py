@@ -124,9 +124,18 @@ def test_when_two_workers_serve_then_metrics_count_both_and_a_reload_reaches_bot
     # whichever worker answers a scrape, it counts every worker's requests
     scrapes = {_served(httpx.get(f"{url}/metrics", timeout=10).text, "/readyz") for _ in range(8)}
     assert scrapes == {before + 20}
-    # each worker's pool (one analysis process each) is in every scrape
-    text = httpx.get(f"{url}/metrics", timeout=10).text
-    assert "guard_analysis_workers 2.0" in text.splitlines()
+    # each worker's pool (one analysis process each) is in every scrape, once both have their
+    # model loaded: /readyz answered by one worker says nothing of the other's pool, which on a
+    # loaded machine may still be loading (each samples its pool every SAMPLE_SECONDS)
+    deadline = time.monotonic() + 120
+    while True:
+        text = httpx.get(f"{url}/metrics", timeout=10).text
+        if "guard_analysis_workers 2.0" in text.splitlines():
+            break
+        assert time.monotonic() < deadline, [
+            line for line in text.splitlines() if line.startswith("guard_analysis_workers")
+        ]
+        time.sleep(0.5)
 
     analyst = {"Authorization": f"Bearer {keys['analyst']}"}
     assert httpx.get(f"{url}/v1/audit/events", headers=analyst, timeout=10).status_code == 403
