@@ -22,6 +22,7 @@ exponential or polynomial time in the text). Each pattern runs on one of two eng
 from __future__ import annotations
 
 import re
+import warnings
 from typing import TYPE_CHECKING, Annotated, Any
 
 import re2  # type: ignore[import-untyped] # google-re2 ships no type information
@@ -32,6 +33,7 @@ from guard.detection.recognizers.base import (
     REGEX_TIMEOUT_SECONDS,
     Finding,
     GuardRecognizer,
+    digit_count_at_least,
     regex_timed_out,
 )
 from guard.errors import PolicyError
@@ -252,6 +254,69 @@ def _item_paths(op: Any, argument: Any) -> int:  # noqa: ANN401, PLR0911 - one c
     return 1
 
 
+_DIGITS = frozenset("0123456789")
+_HAS_A_DIGIT = digit_count_at_least(1)
+
+
+def needs_a_digit(pattern: str) -> bool:
+    r"""Whether every match of ``pattern`` holds a digit: then text without one is skipped.
+
+    Read off Python's parse of the pattern: a digit literal or a class of digits only (``\d``,
+    ``[0-9]``), repeated at least once, in every branch, or in a positive lookaround (the text
+    holds what it looks at). A pattern Python's parser cannot read, or reads with a warning
+    (syntax only RE2 or ``regex`` knows) gets no pre-check: it runs on every text, as before.
+    The pre-check invariant (tests/detection/test_prechecks.py) holds the result to what the
+    recognizer finds.
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            items = _parser.parse(pattern).data
+        except (re.error, RecursionError, OverflowError, ValueError):
+            return False
+    if caught:  # "possible nested set": another engine may read the pattern otherwise
+        return False
+    return _sequence_needs_a_digit(items)
+
+
+def _sequence_needs_a_digit(items: Iterable[Any]) -> bool:
+    return any(_item_needs_a_digit(op, argument) for op, argument in items)
+
+
+def _item_needs_a_digit(op: Any, argument: Any) -> bool:  # noqa: ANN401, PLR0911 - per opcode
+    constants = _parser
+    if op is constants.LITERAL:
+        return chr(argument) in _DIGITS
+    if op is constants.IN:
+        return _digits_only(argument)
+    if op in (constants.MAX_REPEAT, constants.MIN_REPEAT, constants.POSSESSIVE_REPEAT):
+        low, _, body = argument
+        return bool(low >= 1 and _sequence_needs_a_digit(body))
+    if op is constants.SUBPATTERN:
+        return _sequence_needs_a_digit(argument[-1])
+    if op is constants.ATOMIC_GROUP:
+        return _sequence_needs_a_digit(argument)
+    if op is constants.BRANCH:
+        return all(_sequence_needs_a_digit(branch) for branch in argument[1])
+    if op is constants.ASSERT:  # a positive lookahead or lookbehind
+        return _sequence_needs_a_digit(argument[1])
+    return False
+
+
+def _digits_only(items: Sequence[tuple[Any, Any]]) -> bool:
+    """Whether a character class matches nothing but digits (and is not negated)."""
+    constants = _parser
+    for op, argument in items:
+        if op is constants.LITERAL and chr(argument) in _DIGITS:
+            continue
+        if op is constants.RANGE and ord("0") <= argument[0] and argument[1] <= ord("9"):
+            continue
+        if op is constants.CATEGORY and argument is constants.CATEGORY_DIGIT:
+            continue
+        return False
+    return bool(items)
+
+
 class UserPatternRecognizer(GuardRecognizer):
     """A pattern from ``recognizers.yaml``, on RE2 if it can, else on ``regex`` with a limit."""
 
@@ -265,7 +330,12 @@ class UserPatternRecognizer(GuardRecognizer):
         ignore_case: bool,
         context: Sequence[str],
     ) -> None:
-        super().__init__(entity=entity, name=name, context=context)
+        super().__init__(
+            entity=entity,
+            name=name,
+            context=context,
+            precheck=_HAS_A_DIGIT if needs_a_digit(pattern) else None,
+        )
         self.score = score
         self.regex_timeout_seconds = REGEX_TIMEOUT_SECONDS
         self._re2 = _re2(pattern, ignore_case=ignore_case)

@@ -8,9 +8,11 @@ import pytest
 
 from guard.config import PROJECT_ROOT
 from guard.detection.custom import (
+    UserPatternRecognizer,
     build_custom_recognizers,
     load_recognizers_file,
     load_tenants_file,
+    needs_a_digit,
 )
 from guard.errors import PolicyError
 
@@ -153,3 +155,31 @@ def test_the_shipped_user_regexes_run_on_re2_or_are_bounded() -> None:
     engines = {r.name: r.engine for r in build_custom_recognizers(spec)}
     assert engines["custom:member_number:0"] == "re2"
     assert engines["custom:order_id:0"] == "regex"  # a lookbehind: checked bounded at load
+
+
+@pytest.mark.parametrize(
+    ("pattern", "expected"),
+    [
+        (r"(?<![\d\-+.])\d{10}(?![\d\-.])", True),
+        (r"\bMBR-?\d{8}\b", True),
+        (r"[a-z]{2,30}[0-9]{1,5}", True),
+        (r"\b(?=[A-Z0-9]{0,9}\d)[A-Z0-9]{10}\b", True),  # the lookahead needs one
+        (r"(?:1|2)+", True),
+        (r"(?i)\b(?:user\s*name|login)\s*(?P<value>\w+)", False),
+        (r"\d*x", False),  # zero digits allowed
+        (r"\d?x", False),
+        (r"a|1", False),  # one branch without
+        (r"[^0-9]+", False),
+        (r"(?!\d)\w+", False),  # a negative lookahead needs nothing
+        (r"[[:digit:]]", False),  # RE2's class, which Python's parser reads otherwise
+        (r"\pN+", False),  # syntax Python's parser refuses: no pre-check
+    ],
+)
+def test_a_user_pattern_that_needs_a_digit_is_skipped_on_text_without_one(
+    pattern: str, expected: bool
+) -> None:
+    assert needs_a_digit(pattern) is expected
+    recognizer = UserPatternRecognizer(
+        entity="X", name="t", pattern=pattern, score=0.5, ignore_case=False, context=()
+    )
+    assert (recognizer.precheck is not None) is expected

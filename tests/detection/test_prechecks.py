@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from guard.detection.evaluation import load_dataset
-from guard.detection.recognizers import names
+from guard.detection.recognizers import address, names
 from guard.detection.recognizers.base import unchecked
 from guard.detection.variants import variant_texts
 
@@ -193,3 +193,27 @@ def test_each_gated_name_frame_passes_its_gate(pattern: str, text: str) -> None:
     compiled = getattr(names, pattern)
     assert compiled.search(text) is not None
     assert names.PATTERN_GATES[compiled](text)
+
+
+@pytest.mark.parametrize(
+    ("pattern", "text"),
+    [
+        ("_LOCATED_PLACE", "I'm in Springfield this week"),
+        ("_LOCATED_PLACE", "we're from Lund"),
+        ("_LOCATED_PLACE", "She grew up in Oslo"),
+        ("_LOCATED_PLACE", "He is travelling to Porto"),
+        ("_STREET_TYPE_LAST", "Send it to 12 Main Street please"),
+        ("_STREET_TYPE_LAST", "at 4 N Elm St."),
+        ("_STREET_TYPE_FIRST", "Calle Mayor 5"),
+        ("_STREET_TYPE_FIRST", "Av. Paulista 1000"),
+        ("_STREET_TYPE_FIRST", "C/ Mayor 5"),
+        ("_HOUSE_TYPE_NAME", "33 rue de la Paix"),
+        ("_NAME_THEN_TYPE", "Gumpendorfer Strasse 44"),
+        ("_NAME_THEN_TYPE", "Király u. 15"),
+    ],
+)
+def test_each_gated_address_frame_passes_its_gate(pattern: str, text: str) -> None:
+    """The street and place patterns' word gates, once per frame."""
+    compiled = getattr(address, pattern)
+    assert compiled.search(text) is not None
+    assert address.PATTERN_GATES[compiled](text)

@@ -29,6 +29,7 @@ from guard.detection.recognizers.base import (
     digit_count,
     digit_count_at_least,
     has_upper,
+    has_word,
     prefix_tree,
     searches,
     searches_folded,
@@ -319,40 +320,37 @@ _UNIT_WORDS = (
 #: The unit designators as words (lower case): written after a name on an envelope line they
 #: begin the address, never the name (``guard.detection.nlp``, the gazetteer's surnames).
 UNIT_WORDS = frozenset(word for word in _UNIT_WORDS if word.isalpha())
+#: The street types stand whole in every match (between blanks, a "." or a "/"): the text's
+#: word set (``has_word``) answers first, and the regex gate runs only where one is.
+_HAS_STREET_TYPE = has_word(*_STREET_TYPES.split("|"))
+_HAS_LEADING_TYPE = has_word(*(word.rstrip("/") for word in _LEADING_TYPES))
+_HAS_TYPE_AFTER_NAME = has_word(*_TYPES_AFTER_NAME)
+#: The cue words of ``_LOCATED_PLACE``, each whole in a match ("i'm" holds the word "m"); as
+#: substrings, "am" (in "name") and "are" (in "care") opened its gate for most texts.
+_PLACE_CUES = (
+    "m", "am", "re", "are", "live", "lives", "lived", "living", "grew", "born", "raised",
+    "moved", "relocated", "based", "located", "staying", "reside", "resides", "resided",
+    "traveling", "travelling", "trip", "arrived", "year", "home", "city", "town",
+)  # fmt: skip
 PATTERN_GATES: dict[re.Pattern[str] | regex.Pattern[str], Callable[[str], bool]] = {
-    _STREET_TYPE_LAST: searches_folded(rf"\s{_STREET_TYPE_TREE}"),
-    _STREET_TYPE_FIRST: searches_folded(alternation(_LEADING_TYPES) + r"\.?\s"),
-    _HOUSE_TYPE_NAME: searches_folded(r"\d[a-z]?[ \t]+" + alternation(_LEADING_TYPES)),
+    _STREET_TYPE_LAST: all_of(_HAS_STREET_TYPE, searches_folded(rf"\s{_STREET_TYPE_TREE}")),
+    _STREET_TYPE_FIRST: all_of(
+        _HAS_LEADING_TYPE, searches_folded(alternation(_LEADING_TYPES) + r"\.?\s")
+    ),
+    _HOUSE_TYPE_NAME: all_of(
+        _HAS_LEADING_TYPE, searches_folded(r"\d[a-z]?[ \t]+" + alternation(_LEADING_TYPES))
+    ),
     _COMPOUND_STREET: searches_folded(alternation(_STREET_ENDINGS) + r"\.?\s+\d"),
-    _NAME_THEN_TYPE: searches_folded(r"[ \t]" + alternation(_TYPES_AFTER_NAME) + r"\.?[ \t]+\d"),
+    _NAME_THEN_TYPE: all_of(
+        _HAS_TYPE_AFTER_NAME,
+        searches_folded(r"[ \t]" + alternation(_TYPES_AFTER_NAME) + r"\.?[ \t]+\d"),
+    ),
     _PO_BOX: contains_any("box", "po"),
     _NUMBERED_LINE_WITH_REGION: searches(rf"\b(?:{_US_STATES})[ \t]+\d"),
     _UNIT_ALONE: contains_any(*_UNIT_WORDS),
     _CORNER: contains_any("corner"),
     _LABELED_LINE: contains_any(":"),
-    _LOCATED_PLACE: contains_any(
-        "'m",
-        "am",
-        "'re",
-        "are",
-        "liv",
-        "grew",
-        "born",
-        "raised",
-        "moved",
-        "relocated",
-        "based",
-        "located",
-        "staying",
-        "reside",
-        "travel",
-        "trip",
-        "arrived",
-        "year",
-        "home",
-        "city",
-        "town",
-    ),
+    _LOCATED_PLACE: has_word(*_PLACE_CUES),
     _ADDRESS_INTRO: contains_any(
         "address", "liv", "located", "moved", "ship", "send", "deliver", "mail", "reside"
     ),
