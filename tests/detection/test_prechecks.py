@@ -11,6 +11,7 @@ says "skip", the recognizer run without it finds nothing.
 
 from __future__ import annotations
 
+from types import ModuleType
 from typing import TYPE_CHECKING
 
 import pytest
@@ -175,45 +176,37 @@ def test_each_gated_frame_passes_its_precheck(
 
 
 @pytest.mark.parametrize(
-    ("pattern", "text"),
+    ("module", "pattern", "text"),
     [
-        ("_ADDRESSED", "Hi Maria, can you help?"),
-        ("_ADDRESSED", "Thanks David"),
-        ("_ADDRESSED", "thank you Anna"),
-        ("_TITLED", "I spoke to Mr. Pavlović yesterday"),
-        ("_TITLED", "Write to M. Dupont please"),
-        ("_TITLED", "Sig.ra Rossi called"),
-        ("_INTRODUCED", "my name is joseph banter"),
-        ("_INTRODUCED", "it's under Alvarez"),
-        ("_INTRODUCED", "The account holder is Lena"),
+        (names, "_ADDRESSED", "Hi Maria, can you help?"),
+        (names, "_ADDRESSED", "Thanks David"),
+        (names, "_ADDRESSED", "thank you Anna"),
+        (names, "_TITLED", "I spoke to Mr. Pavlović yesterday"),
+        (names, "_TITLED", "Write to M. Dupont please"),
+        (names, "_TITLED", "Sig.ra Rossi called"),
+        (names, "_INTRODUCED", "my name is joseph banter"),
+        (names, "_INTRODUCED", "it's under Alvarez"),
+        (names, "_INTRODUCED", "The account holder is Lena"),
+        (address, "_LOCATED_PLACE", "I'm in Springfield this week"),
+        (address, "_LOCATED_PLACE", "we're from Lund"),
+        (address, "_LOCATED_PLACE", "She grew up in Oslo"),
+        (address, "_LOCATED_PLACE", "He is travelling to Porto"),
+        (address, "_STREET_TYPE_LAST", "Send it to 12 Main Street please"),
+        (address, "_STREET_TYPE_LAST", "at 4 N Elm St."),
+        (address, "_STREET_TYPE_FIRST", "Calle Mayor 5"),
+        (address, "_STREET_TYPE_FIRST", "Av. Paulista 1000"),
+        (address, "_STREET_TYPE_FIRST", "C/ Mayor 5"),
+        (address, "_HOUSE_TYPE_NAME", "33 rue de la Paix"),
+        (address, "_NAME_THEN_TYPE", "Gumpendorfer Strasse 44"),
+        (address, "_NAME_THEN_TYPE", "Király u. 15"),
     ],
+    ids=lambda value: value.__name__.rsplit(".", 1)[-1] if isinstance(value, ModuleType) else None,
 )
-def test_each_gated_name_frame_passes_its_gate(pattern: str, text: str) -> None:
-    """The chat-name patterns' word gates, once per frame: the pattern matches, the gate opens."""
-    compiled = getattr(names, pattern)
+def test_each_gated_pattern_frame_passes_its_gate(
+    module: ModuleType, pattern: str, text: str
+) -> None:
+    """The chat-name, street and place patterns' word gates, once per frame: the pattern
+    matches, the gate opens."""
+    compiled = getattr(module, pattern)
     assert compiled.search(text) is not None
-    assert names.PATTERN_GATES[compiled](text)
-
-
-@pytest.mark.parametrize(
-    ("pattern", "text"),
-    [
-        ("_LOCATED_PLACE", "I'm in Springfield this week"),
-        ("_LOCATED_PLACE", "we're from Lund"),
-        ("_LOCATED_PLACE", "She grew up in Oslo"),
-        ("_LOCATED_PLACE", "He is travelling to Porto"),
-        ("_STREET_TYPE_LAST", "Send it to 12 Main Street please"),
-        ("_STREET_TYPE_LAST", "at 4 N Elm St."),
-        ("_STREET_TYPE_FIRST", "Calle Mayor 5"),
-        ("_STREET_TYPE_FIRST", "Av. Paulista 1000"),
-        ("_STREET_TYPE_FIRST", "C/ Mayor 5"),
-        ("_HOUSE_TYPE_NAME", "33 rue de la Paix"),
-        ("_NAME_THEN_TYPE", "Gumpendorfer Strasse 44"),
-        ("_NAME_THEN_TYPE", "Király u. 15"),
-    ],
-)
-def test_each_gated_address_frame_passes_its_gate(pattern: str, text: str) -> None:
-    """The street and place patterns' word gates, once per frame."""
-    compiled = getattr(address, pattern)
-    assert compiled.search(text) is not None
-    assert address.PATTERN_GATES[compiled](text)
+    assert module.PATTERN_GATES[compiled](text)
