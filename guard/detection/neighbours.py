@@ -101,10 +101,11 @@ def _conjuncts(text: str, people: set[tuple[int, int]]) -> set[tuple[int, int]]:
     for start, end in people:
         after = _CONJUNCT_AFTER.match(text, end)
         window = max(0, start - _CONJUNCT_CHARS)
-        # the search tries every position of the window: only where a joiner ends it
+        # the search tries every position of the window: only where a joiner ends it (its
+        # "$" also matches before a final line break, so line breaks are stripped too)
         before = (
             _CONJUNCT_BEFORE.search(text, window, start)
-            if text[window:start].rstrip(" \t").endswith(_JOINER_ENDS)
+            if text[window:start].rstrip(" \t\n").endswith(_JOINER_ENDS)
             else None
         )
         if after is None and before is None:

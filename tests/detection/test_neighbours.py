@@ -7,7 +7,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
+from guard.detection import neighbours
+from guard.detection.recognizers import address
 from guard.detection.recognizers.address import postal_codes_beside
 
 if TYPE_CHECKING:
@@ -202,3 +206,53 @@ def test_an_address_introduced_in_the_plural_starts_at_the_address(detector: Det
         for label, value in found
     )
     assert not [value for _, value in found if "here they are" in value]
+
+
+# ------------------------------------------------ the cheap tests before the searches
+
+
+_PIECES = ["Smith", "Jones", "Perić", "Paris", "75008", "1011 AB", "2024", ",", " ", "\t", "\n",
+           "and", "or", "&", "x", "("]  # fmt: skip
+
+
+def _spans_of(text: str, word: str) -> set[tuple[int, int]]:
+    return {(i, i + len(word)) for i in range(len(text)) if text.startswith(word, i)}
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.sampled_from(_PIECES), max_size=14).map("".join))
+@example("Smith,\nJones")
+@example("Smith and Jones, Perić")
+@example("75008 \n(Paris")
+@example("1011 AB Paris 2024")
+def test_the_checks_before_the_searches_change_no_finding(text: str) -> None:
+    """``_conjuncts`` and ``postal_codes_beside`` skip a search only where it cannot match:
+    the same findings as searching before every name and place (``$`` matches before a line
+    break too: "Smith,\\nJones", "75008 \\n(Paris")."""
+    people = _spans_of(text, "Jones") | _spans_of(text, "Perić")
+    expected: set[tuple[int, int]] = set()
+    for start, end in people:
+        words = text[start:end].split()
+        if not (neighbours._name_like(words[0]) or neighbours._name_like(words[-1])):
+            continue
+        after = neighbours._CONJUNCT_AFTER.match(text, end)
+        if after is not None and neighbours._may_be_a_name(after.group("name")):
+            expected.add(after.span("name"))
+        window = max(0, start - neighbours._CONJUNCT_CHARS)
+        before = neighbours._CONJUNCT_BEFORE.search(text, window, start)
+        if before is not None and neighbours._may_be_a_name(before.group("name")):
+            expected.add(before.span("name"))
+    assert neighbours._conjuncts(text, people) == expected
+
+    places = _spans_of(text, "Paris")
+    codes: set[tuple[int, int]] = set()
+    for start, end in places:
+        for found in (
+            address._POSTAL_AFTER_PLACE.match(text, end),
+            address._POSTAL_BEFORE_PLACE.search(
+                text, max(0, start - address._POSTAL_BEFORE_CHARS), start
+            ),
+        ):
+            if found is not None and not address._YEAR.fullmatch(found.group("code")):
+                codes.add(found.span("code"))
+    assert postal_codes_beside(text, places) == sorted(codes)

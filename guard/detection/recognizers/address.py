@@ -768,9 +768,12 @@ def postal_codes_beside(text: str, places: Iterable[tuple[int, int]]) -> list[tu
         after = _POSTAL_AFTER_PLACE.match(text, end)
         if after is not None and not _YEAR.fullmatch(after.group("code")):
             found.add(after.span("code"))
-        if start == 0 or text[start - 1] not in " \t":  # the code ends in a blank before it
+        window = max(0, start - _POSTAL_BEFORE_CHARS)
+        # the code and its blanks end right before the place, or (``$`` in MULTILINE) before
+        # a line break in the window: without either, the search cannot match
+        if start == 0 or (text[start - 1] not in " \t" and "\n" not in text[window:start]):
             continue
-        before = _POSTAL_BEFORE_PLACE.search(text, max(0, start - _POSTAL_BEFORE_CHARS), start)
+        before = _POSTAL_BEFORE_PLACE.search(text, window, start)
         if before is not None and not _YEAR.fullmatch(before.group("code")):
             found.add(before.span("code"))
     return sorted(found)
